@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Installs everything Ferrule needs on a fresh Debian bookworm machine and
+# prepares the workspace. Idempotent: re-running it only does what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '==> %s\n' "$*"; }
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+# Debian packages: Bazel 4.2.3 and its support repositories, bindgen with
+# libclang 14 (a pinned pair), CPython headers, zlib headers for the zlib
+# module, and the tools the CPython source set-up uses.
+APT_PACKAGES=(
+  bazel-bootstrap bazel-skylib bazel-platforms bazel-rules-java
+  bindgen libclang-dev clang
+  python3.11-dev zlib1g-dev
+  build-essential dpkg-dev zstd
+)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  say "installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+  say "Debian packages already installed"
+fi
+
+# Go (the server and the builder) and Rust (the example crates) come with the
+# machine image; check their versions rather than guess.
+need_go="$(sed -n 's/^go \([0-9]*\.[0-9]*\).*/\1/p' go.mod)"
+if ! command -v go >/dev/null; then
+  echo "setup: Go $need_go or newer is required and 'go' is not on PATH" >&2
+  exit 1
+fi
+have_go="$(go env GOVERSION | sed 's/^go//')"
+if [ "$(printf '%s\n%s\n' "$need_go" "$have_go" | sort -V | head -1)" != "$need_go" ]; then
+  echo "setup: Go $need_go or newer is required, found $have_go" >&2
+  exit 1
+fi
+say "Go $have_go"
+if ! command -v rustc >/dev/null || ! command -v cargo >/dev/null; then
+  echo "setup: rustc and cargo are required (rustup) and are not on PATH" >&2
+  exit 1
+fi
+say "$(rustc --version)"
+say "$(bazel --version 2>/dev/null | tail -1)"
+
+say "downloading Go modules"
+go mod download
+
+for step in tools/setup.d/*.sh; do
+  [ -e "$step" ] || continue
+  say "running $step"
+  bash "$step"
+done
+
+say "set-up complete"
