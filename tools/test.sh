@@ -26,7 +26,7 @@ log="$root/logs"
 mkdir -p "$log"
 
 echo "==> bazel test //..."
-bazel "${bazel_startup[@]}" test //... --disk_cache="$root/disk-cache" --test_summary=short 2>&1 | tee "$log/bazel-test.log"
+bazel "${bazel_startup[@]}" test //... --symlink_prefix=/ --disk_cache="$root/disk-cache" --test_summary=short 2>&1 | tee "$log/bazel-test.log"
 bazel_rc="${PIPESTATUS[0]}"
 bp=$(grep -cE '^//[^ ]+ +(\(cached\) )?PASSED' "$log/bazel-test.log")
 bf=$(grep -cE '^//[^ ]+ +(FAILED|TIMEOUT|NO STATUS|FAILED TO BUILD|INCOMPLETE)' "$log/bazel-test.log")
