@@ -1,0 +1,92 @@
+package e2e
+
+import (
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// cacheTargets are built through the remote cache: C compiles and links, a
+// genrule that runs the result, and the Go builder (a large action with the
+// Go SDK as inputs).
+var cacheTargets = []string{"//e2e/testdata/cc:greeting", "//rules/builder:builder"}
+
+// checkAllRemoteHits asserts that every remotely cacheable spawn of the log
+// was served by the remote cache, and that there were some.
+func checkAllRemoteHits(t *testing.T, spawns []Spawn) {
+	t.Helper()
+	cacheable := 0
+	for _, s := range spawns {
+		if !s.Remotable || !s.Cacheable {
+			continue
+		}
+		cacheable++
+		if !s.RemoteCacheHit {
+			out := ""
+			if len(s.ListedOutputs) > 0 {
+				out = s.ListedOutputs[0]
+			}
+			t.Errorf("%s action producing %s was not a remote cache hit (runner %q)", s.Mnemonic, out, s.Runner)
+		}
+	}
+	if cacheable < 4 {
+		t.Fatalf("only %d cacheable spawns in the rebuild; expected the compiles, link, genrule and builder", cacheable)
+	}
+	t.Logf("%d of %d cacheable actions were remote cache hits", cacheable, cacheable)
+}
+
+var remoteHitLine = regexp.MustCompile(`(\d+) remote cache hit`)
+
+// roundTrip builds the targets with flags (cold: executing locally and
+// uploading), expunges the output base, builds again with flags+rebuild and
+// returns the rebuild's execution log.
+func roundTrip(t *testing.T, flags, rebuild []string) []Spawn {
+	b := NewBazel(t, repoRoot(t))
+	dir := t.TempDir()
+	b.Run(t, "clean")
+	b.Run(t, append(append([]string{"build", "--execution_log_json_file=" + filepath.Join(dir, "cold.json")}, flags...), cacheTargets...)...)
+	cold := ReadExecLog(t, filepath.Join(dir, "cold.json"))
+	for _, s := range cold {
+		if s.RemoteCacheHit {
+			t.Fatalf("cold build got a remote cache hit from an empty server (%s)", s.Mnemonic)
+		}
+	}
+	b.Run(t, "clean", "--expunge")
+	args := append([]string{"build", "--execution_log_json_file=" + filepath.Join(dir, "warm.json")}, flags...)
+	args = append(args, rebuild...)
+	out := b.Run(t, append(args, cacheTargets...)...)
+	if m := remoteHitLine.FindStringSubmatch(out); m == nil {
+		t.Errorf("the rebuild's process summary names no remote cache hits:\n%s", tail(out, 20))
+	}
+	return ReadExecLog(t, filepath.Join(dir, "warm.json"))
+}
+
+func TestRemoteCacheGRPC(t *testing.T) {
+	requireE2E(t)
+	s := StartServer(t)
+	flags := []string{"--remote_cache=grpc://" + s.GRPC}
+	checkAllRemoteHits(t, roundTrip(t, flags, nil))
+}
+
+func TestRemoteCacheDownloadMinimal(t *testing.T) {
+	requireE2E(t)
+	s := StartServer(t)
+	flags := []string{"--remote_cache=grpc://" + s.GRPC}
+	spawns := roundTrip(t, flags, []string{"--remote_download_minimal"})
+	checkAllRemoteHits(t, spawns)
+	// With builds without the bytes, the intermediate outputs stay remote.
+	b := NewBazel(t, repoRoot(t))
+	out := b.Run(t, "info", "output_path")
+	objs, _ := filepath.Glob(filepath.Join(strings.TrimSpace(lastLine(out)), "*/bin/e2e/testdata/cc/_objs/*/*.o"))
+	if len(objs) > 0 {
+		t.Errorf("--remote_download_minimal downloaded intermediate objects: %v", objs)
+	}
+}
+
+func TestRemoteCacheHTTP(t *testing.T) {
+	requireE2E(t)
+	s := StartServer(t)
+	flags := []string{"--remote_cache=http://" + s.HTTP}
+	checkAllRemoteHits(t, roundTrip(t, flags, nil))
+}
