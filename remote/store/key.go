@@ -1,0 +1,90 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+
+	"github.com/ferrule-build/ferrule/remote/digest"
+)
+
+// ErrInvalidKey is returned (wrapped) for a key that no store can hold: an
+// unknown kind, an unsupported digest function, a hash that is not lowercase
+// hex of the right length, or a negative size.
+var ErrInvalidKey = errors.New("invalid key")
+
+// ErrOutOfRange is returned (wrapped) by Get for an offset outside [0, size].
+var ErrOutOfRange = errors.New("offset out of range")
+
+// ErrSizeMismatch is returned (wrapped) by Put when the reader yields fewer or
+// more bytes than the size given.
+var ErrSizeMismatch = errors.New("content size does not match the declared size")
+
+// ErrDigestMismatch is returned (wrapped) when content does not hash to the
+// digest it is stored under (see Verifying).
+var ErrDigestMismatch = errors.New("content does not match its digest")
+
+// CheckKey validates k and returns it normalized: an unset digest function
+// is resolved from the hash length (SHA256 for 64 hex characters, what REAPI
+// 2.0 clients mean), so that both spellings name the same entry. Backends
+// call it on every key they receive; its result is safe to use in a path.
+func CheckKey(k Key) (Key, error) {
+	if k.Kind != CAS && k.Kind != AC {
+		return k, fmt.Errorf("%w: %s", ErrInvalidKey, k.Kind)
+	}
+	fn, err := digest.Resolve(k.Function, k.Hash)
+	if err != nil {
+		return k, fmt.Errorf("%w: %w", ErrInvalidKey, err)
+	}
+	k.Function = fn
+	if err := digest.Validate(fn, &repb.Digest{Hash: k.Hash, SizeBytes: k.Size}); err != nil {
+		return k, fmt.Errorf("%w: %w", ErrInvalidKey, err)
+	}
+	return k, nil
+}
+
+// ReadExactly copies exactly size bytes from r to w and then checks that r
+// is at its end. It fails with ErrSizeMismatch if r yields fewer or more
+// bytes, and with r's error if r fails (including on the final read that
+// would otherwise report io.EOF), so a backend that commits only when
+// ReadExactly returns nil never stores a short, long or rejected value.
+// buf is the copy buffer; nil means a fresh 32 KiB one. A reader that never
+// ends costs at most len(buf) bytes beyond size.
+func ReadExactly(w io.Writer, r io.Reader, size int64, buf []byte) error {
+	if size < 0 {
+		return fmt.Errorf("%w: negative size %d", ErrSizeMismatch, size)
+	}
+	if len(buf) == 0 {
+		buf = make([]byte, 32*1024)
+	}
+	var n int64
+	empty := 0
+	for {
+		m, err := r.Read(buf)
+		if m > 0 {
+			empty = 0
+			if n+int64(m) > size {
+				return fmt.Errorf("%w: more than the %d bytes declared", ErrSizeMismatch, size)
+			}
+			if _, werr := w.Write(buf[:m]); werr != nil {
+				return werr
+			}
+			n += int64(m)
+		}
+		switch {
+		case err == io.EOF:
+			if n != size {
+				return fmt.Errorf("%w: got %d bytes, declared %d", ErrSizeMismatch, n, size)
+			}
+			return nil
+		case err != nil:
+			return err
+		case m == 0:
+			if empty++; empty > 100 {
+				return io.ErrNoProgress
+			}
+		}
+	}
+}

@@ -1,0 +1,159 @@
+// Package memory is an in-memory store.Store, optionally bounded in bytes
+// with least-recently-used eviction. It is meant for tests and small
+// deployments; values live only as long as the process.
+package memory
+
+import (
+	"bytes"
+	"container/list"
+	"context"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/ferrule-build/ferrule/remote/store"
+)
+
+// Store is an in-memory store.Store. The zero value is not usable; call New.
+type Store struct {
+	max int64 // 0 means unbounded
+
+	mu        sync.Mutex
+	entries   map[store.Key]*list.Element // values are *entry
+	lru       list.List                   // front is most recently used
+	bytes     int64
+	evictions int64
+	evicted   int64
+}
+
+type entry struct {
+	key  store.Key
+	data []byte
+}
+
+var (
+	_ store.Store         = (*Store)(nil)
+	_ store.StatsReporter = (*Store)(nil)
+)
+
+// New returns an empty store holding at most maxBytes bytes of values
+// (0 means no bound). When a Put would exceed the bound, the least recently
+// used entries are evicted.
+func New(maxBytes int64) *Store {
+	if maxBytes < 0 {
+		maxBytes = 0
+	}
+	return &Store{max: maxBytes, entries: make(map[store.Key]*list.Element)}
+}
+
+// Get implements store.Store.
+func (s *Store) Get(ctx context.Context, key store.Key, offset int64) (io.ReadCloser, int64, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
+	key, err := store.CheckKey(key)
+	if err != nil {
+		return nil, 0, err
+	}
+	s.mu.Lock()
+	el, ok := s.entries[key]
+	if ok {
+		s.lru.MoveToFront(el)
+	}
+	s.mu.Unlock()
+	if !ok {
+		return nil, 0, fmt.Errorf("get %s: %w", key, store.ErrNotFound)
+	}
+	data := el.Value.(*entry).data // never modified once stored
+	size := int64(len(data))
+	if offset < 0 || offset > size {
+		return nil, 0, fmt.Errorf("get %s at offset %d of %d bytes: %w", key, offset, size, store.ErrOutOfRange)
+	}
+	return io.NopCloser(bytes.NewReader(data[offset:])), size, nil
+}
+
+// Put implements store.Store.
+func (s *Store) Put(ctx context.Context, key store.Key, size int64, r io.Reader) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	key, err := store.CheckKey(key)
+	if err != nil {
+		return err
+	}
+	if size < 0 {
+		return fmt.Errorf("put %s: %w: negative size %d", key, store.ErrSizeMismatch, size)
+	}
+	if s.max > 0 && size > s.max {
+		return fmt.Errorf("put %s: %d bytes, limit %d: %w", key, size, s.max, store.ErrTooLarge)
+	}
+	// Read the whole value before taking the lock: readers see the entry
+	// only once it is complete.
+	var buf bytes.Buffer
+	buf.Grow(int(min(size, 64<<20)))
+	if err := store.ReadExactly(&buf, r, size, nil); err != nil {
+		return fmt.Errorf("put %s: %w", key, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("put %s: %w", key, err)
+	}
+	data := buf.Bytes()
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if el, ok := s.entries[key]; ok {
+		s.lru.MoveToFront(el)
+		return nil
+	}
+	s.entries[key] = s.lru.PushFront(&entry{key: key, data: data})
+	s.bytes += size
+	for s.max > 0 && s.bytes > s.max {
+		el := s.lru.Back()
+		e := el.Value.(*entry)
+		s.lru.Remove(el)
+		delete(s.entries, e.key)
+		s.bytes -= int64(len(e.data))
+		s.evictions++
+		s.evicted += int64(len(e.data))
+	}
+	return nil
+}
+
+// FindMissing implements store.Store.
+func (s *Store) FindMissing(ctx context.Context, keys []store.Key) ([]store.Key, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	norm := make([]store.Key, len(keys))
+	for i, k := range keys {
+		nk, err := store.CheckKey(k)
+		if err != nil {
+			return nil, err
+		}
+		norm[i] = nk
+	}
+	var missing []store.Key
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, k := range norm {
+		if el, ok := s.entries[k]; ok {
+			s.lru.MoveToFront(el)
+		} else {
+			missing = append(missing, keys[i])
+		}
+	}
+	return missing, nil
+}
+
+// Stats implements store.StatsReporter.
+func (s *Store) Stats() store.Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return store.Stats{
+		Entries:      int64(len(s.entries)),
+		Bytes:        s.bytes,
+		MaxBytes:     s.max,
+		Evictions:    s.evictions,
+		EvictedBytes: s.evicted,
+	}
+}
