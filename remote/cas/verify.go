@@ -16,12 +16,13 @@ import (
 )
 
 // ErrDigestMismatch is returned (wrapped) when written content does not
-// match the digest it was written under.
-var ErrDigestMismatch = errors.New("content does not match its digest")
+// match the digest it was written under. It is the store's sentinel, so
+// that the services and store.Verifying report mismatches alike.
+var ErrDigestMismatch = store.ErrDigestMismatch
 
 // ErrSizeMismatch is returned (wrapped) when written content is longer or
 // shorter than the size in its digest.
-var ErrSizeMismatch = errors.New("content size does not match its digest")
+var ErrSizeMismatch = store.ErrSizeMismatch
 
 // verifier passes through exactly key.Size bytes of r, hashing them, and
 // fails instead of returning io.EOF when the content's length or hash does
@@ -84,8 +85,10 @@ func Status(err error) error {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		code = codes.NotFound
-	case errors.Is(err, ErrDigestMismatch), errors.Is(err, ErrSizeMismatch), errors.Is(err, ErrCorrupt):
+	case errors.Is(err, ErrDigestMismatch), errors.Is(err, ErrSizeMismatch), errors.Is(err, ErrCorrupt), errors.Is(err, store.ErrInvalidKey):
 		code = codes.InvalidArgument
+	case errors.Is(err, store.ErrOutOfRange):
+		code = codes.OutOfRange
 	case errors.Is(err, store.ErrTooLarge):
 		code = codes.ResourceExhausted
 	case errors.Is(err, context.Canceled):

@@ -1,0 +1,454 @@
+// Package bytestream implements the google.bytestream.ByteStream service for
+// REAPI blobs on a store.Store: Read (with offsets, limits and zstd), Write
+// (verified, resumable, zstd) and QueryWriteStatus.
+package bytestream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bspb "google.golang.org/genproto/googleapis/bytestream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/ferrule-build/ferrule/remote/cas"
+	"github.com/ferrule-build/ferrule/remote/store"
+)
+
+// ChunkSize is the size of the data messages Read sends.
+const ChunkSize = 256 << 10
+
+// DefaultIdleTimeout is how long an interrupted upload waits for its client
+// to resume it (QueryWriteStatus, then Write from the committed offset)
+// before it is dropped.
+const DefaultIdleTimeout = time.Minute
+
+// Options configure a Server. Zero values select defaults.
+type Options struct {
+	// IdleTimeout bounds how long an interrupted upload is kept for
+	// resumption.
+	IdleTimeout time.Duration
+	Logger      *slog.Logger
+}
+
+// Server is the ByteStream service.
+type Server struct {
+	bspb.UnimplementedByteStreamServer
+
+	store store.Store
+	idle  time.Duration
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	uploads map[string]*upload // by resource name without metadata
+	closed  bool
+}
+
+// New returns a ByteStream service over s.
+func New(s store.Store, o Options) *Server {
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = DefaultIdleTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return &Server{store: s, idle: o.IdleTimeout, log: o.Logger, uploads: map[string]*upload{}}
+}
+
+// Register adds the service to g.
+func (s *Server) Register(g *grpc.Server) {
+	bspb.RegisterByteStreamServer(g, s)
+}
+
+// Close abandons every unfinished upload; nothing of them is stored.
+func (s *Server) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for name, u := range s.uploads {
+		u.abort(errShutdown)
+		delete(s.uploads, name)
+	}
+}
+
+var (
+	errShutdown  = errors.New("server shutting down")
+	errAbandoned = errors.New("upload abandoned by its client")
+	errRestarted = errors.New("upload restarted from offset 0")
+)
+
+// Read streams a blob, or its zstd compression, from read_offset
+// (uncompressed bytes) for at most read_limit bytes (uncompressed reads
+// only).
+func (s *Server) Read(req *bspb.ReadRequest, stream bspb.ByteStream_ReadServer) error {
+	ctx := stream.Context()
+	r, err := parseRead(req.ResourceName)
+	if err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	k := r.key
+	switch {
+	case req.ReadOffset < 0:
+		return status.Errorf(codes.OutOfRange, "negative read_offset %d", req.ReadOffset)
+	case req.ReadLimit < 0:
+		return status.Errorf(codes.OutOfRange, "negative read_limit %d", req.ReadLimit)
+	case req.ReadOffset > k.Size:
+		return status.Errorf(codes.OutOfRange, "read_offset %d beyond the blob's %d bytes", req.ReadOffset, k.Size)
+	case r.compressed && req.ReadLimit != 0:
+		return status.Error(codes.InvalidArgument, "read_limit must be 0 when reading compressed-blobs")
+	}
+
+	var src io.Reader
+	if cas.IsEmptyKey(k) {
+		src = eofReader{}
+	} else {
+		rc, size, err := s.store.Get(ctx, k, req.ReadOffset)
+		if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return status.Errorf(codes.NotFound, "blob %s/%d not found", k.Hash, k.Size)
+			}
+			return cas.Status(err)
+		}
+		defer rc.Close()
+		if size != k.Size {
+			return status.Errorf(codes.Internal, "stored blob %s has %d bytes, want %d", k, size, k.Size)
+		}
+		src = rc
+	}
+	n := k.Size - req.ReadOffset
+	if req.ReadLimit > 0 && req.ReadLimit < n {
+		n = req.ReadLimit
+	}
+	src = io.LimitReader(src, n)
+
+	w := &chunkSender{stream: stream, buf: make([]byte, 0, ChunkSize)}
+	if r.compressed {
+		z := cas.NewCompressor(w)
+		if _, err := io.Copy(z, src); err != nil {
+			z.Close()
+			return readErr(ctx, k, err)
+		}
+		if err := z.Close(); err != nil {
+			return readErr(ctx, k, err)
+		}
+	} else {
+		if got, err := io.Copy(w, src); err != nil {
+			return readErr(ctx, k, err)
+		} else if got != n {
+			return status.Errorf(codes.Internal, "blob %s: stored value ended after %d of %d bytes", k, got, n)
+		}
+	}
+	return readErr(ctx, k, w.flush())
+}
+
+func readErr(ctx context.Context, k store.Key, err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	if ctx.Err() != nil {
+		return cas.Status(ctx.Err())
+	}
+	return status.Errorf(codes.Internal, "reading %s: %v", k, err)
+}
+
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
+
+// chunkSender turns writes into ReadResponses of at most ChunkSize bytes.
+type chunkSender struct {
+	stream bspb.ByteStream_ReadServer
+	buf    []byte
+}
+
+func (c *chunkSender) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		m := min(len(p), ChunkSize-len(c.buf))
+		c.buf = append(c.buf, p[:m]...)
+		p = p[m:]
+		n += m
+		if len(c.buf) == ChunkSize {
+			if err := c.flush(); err != nil {
+				return n, err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (c *chunkSender) flush() error {
+	if len(c.buf) == 0 {
+		return nil
+	}
+	err := c.stream.Send(&bspb.ReadResponse{Data: c.buf})
+	c.buf = c.buf[:0] // Send has serialized the message
+	return err
+}
+
+// upload is one resumable write: its bytes go through a pipe into a
+// store.Put running in its own goroutine, so that it survives the stream
+// that started it and a later stream can continue it.
+type upload struct {
+	res       resource
+	pw        *io.PipeWriter
+	committed atomic.Int64 // bytes received on the wire (compressed bytes for zstd)
+	done      chan struct{}
+	err       error // result of the Put, valid after done is closed
+	active    bool  // a stream is writing; guarded by Server.mu
+	timer     *time.Timer
+}
+
+func (u *upload) abort(err error) {
+	if u.timer != nil {
+		u.timer.Stop()
+	}
+	u.pw.CloseWithError(err)
+}
+
+func (s *Server) startUpload(res resource) *upload {
+	pr, pw := io.Pipe()
+	u := &upload{res: res, pw: pw, done: make(chan struct{})}
+	go func() {
+		defer close(u.done)
+		var src io.Reader = pr
+		if res.compressed {
+			z, err := cas.NewDecompressor(pr)
+			if err != nil {
+				u.err = err
+				pr.CloseWithError(err)
+				return
+			}
+			defer z.Close()
+			src = z
+		}
+		v, err := cas.Verify(res.key, src)
+		if err == nil {
+			err = s.store.Put(context.Background(), res.key, res.key.Size, v)
+		}
+		if err == nil {
+			// The whole blob was read; anything more the client sends is
+			// an error the stream reports.
+			pr.CloseWithError(errors.New("blob already complete"))
+		} else {
+			pr.CloseWithError(err)
+		}
+		u.err = err
+	}()
+	return u
+}
+
+// claim finds or creates the upload for res, starting at offset, and marks
+// it active. It fails if another stream is writing it or offset does not
+// continue it.
+func (s *Server) claim(res resource, offset int64) (*upload, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, status.Error(codes.Unavailable, "server shutting down")
+	}
+	u := s.uploads[res.name]
+	if u != nil {
+		if u.active {
+			return nil, status.Errorf(codes.Aborted, "another stream is writing %s", res.name)
+		}
+		switch {
+		case offset == u.committed.Load():
+			if u.timer != nil {
+				u.timer.Stop()
+			}
+			u.active = true
+			return u, nil
+		case offset == 0:
+			u.abort(errRestarted)
+			delete(s.uploads, res.name)
+		default:
+			return nil, status.Errorf(codes.InvalidArgument, "write_offset %d does not continue %s, committed at %d", offset, res.name, u.committed.Load())
+		}
+	} else if offset != 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "write_offset %d for %s, which has no upload in progress (start at 0)", offset, res.name)
+	}
+	u = s.startUpload(res)
+	u.active = true
+	s.uploads[res.name] = u
+	return u, nil
+}
+
+// park keeps an interrupted upload for resumption until the idle timeout.
+func (s *Server) park(u *upload) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u.active = false
+	if s.uploads[u.res.name] != u {
+		u.abort(errAbandoned)
+		return
+	}
+	u.timer = time.AfterFunc(s.idle, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.uploads[u.res.name] == u && !u.active {
+			delete(s.uploads, u.res.name)
+			u.abort(errAbandoned)
+		}
+	})
+}
+
+// drop forgets u and aborts it if it has not finished.
+func (s *Server) drop(u *upload, err error) {
+	s.mu.Lock()
+	if s.uploads[u.res.name] == u {
+		delete(s.uploads, u.res.name)
+	}
+	s.mu.Unlock()
+	u.abort(err)
+}
+
+// exists reports whether the blob k is stored; the check counts as a use.
+func (s *Server) exists(ctx context.Context, k store.Key) bool {
+	if cas.IsEmptyKey(k) {
+		return true
+	}
+	missing, err := s.store.FindMissing(ctx, []store.Key{k})
+	return err == nil && len(missing) == 0
+}
+
+// Write stores a blob sent in chunks, verified against the digest in its
+// resource name after decompression. Nothing is visible until the whole
+// blob has been received and verified. A client that disconnects can resume
+// from QueryWriteStatus's committed_size within the idle timeout.
+func (s *Server) Write(stream bspb.ByteStream_WriteServer) error {
+	ctx := stream.Context()
+	req, err := stream.Recv()
+	if err == io.EOF {
+		return status.Error(codes.InvalidArgument, "write stream without a request")
+	}
+	if err != nil {
+		return cas.Status(err)
+	}
+	res, err := parseWrite(req.ResourceName)
+	if err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	if req.WriteOffset < 0 {
+		return status.Errorf(codes.InvalidArgument, "negative write_offset %d", req.WriteOffset)
+	}
+	if s.exists(ctx, res.key) {
+		// Already stored (perhaps by a concurrent upload): end early, as
+		// REAPI allows.
+		return stream.SendAndClose(&bspb.WriteResponse{CommittedSize: completeSize(res)})
+	}
+	u, err := s.claim(res, req.WriteOffset)
+	if err != nil {
+		return err
+	}
+	for {
+		if req.ResourceName != "" && req.ResourceName != res.name && !sameUpload(req.ResourceName, res) {
+			s.drop(u, errRestarted)
+			return status.Errorf(codes.InvalidArgument, "resource name changed within a stream: %q after %q", req.ResourceName, res.name)
+		}
+		committed := u.committed.Load()
+		if req.WriteOffset != committed {
+			s.drop(u, errRestarted)
+			return status.Errorf(codes.InvalidArgument, "write_offset %d, expected %d", req.WriteOffset, committed)
+		}
+		if !res.compressed && committed+int64(len(req.Data)) > res.key.Size {
+			s.drop(u, errRestarted)
+			return status.Errorf(codes.InvalidArgument, "%d bytes written to %s, more than its size %d", committed+int64(len(req.Data)), res.name, res.key.Size)
+		}
+		if len(req.Data) > 0 {
+			if _, err := u.pw.Write(req.Data); err != nil {
+				<-u.done
+				s.drop(u, err)
+				if u.err == nil && s.exists(ctx, res.key) {
+					// The blob completed before all the data was
+					// consumed: more data than the blob.
+					return status.Errorf(codes.InvalidArgument, "more data than the %d bytes of %s", res.key.Size, res.name)
+				}
+				return writeErr(res, u.err)
+			}
+			u.committed.Add(int64(len(req.Data)))
+		}
+		if req.FinishWrite {
+			u.pw.Close()
+			select {
+			case <-u.done:
+			case <-ctx.Done():
+				// The Put goes on and finishes by itself.
+				s.drop(u, errAbandoned)
+				return cas.Status(ctx.Err())
+			}
+			s.drop(u, errAbandoned)
+			if u.err != nil {
+				return writeErr(res, u.err)
+			}
+			size := res.key.Size
+			if res.compressed {
+				size = u.committed.Load()
+			}
+			return stream.SendAndClose(&bspb.WriteResponse{CommittedSize: size})
+		}
+		req, err = stream.Recv()
+		if err == io.EOF {
+			s.drop(u, errAbandoned)
+			return status.Errorf(codes.InvalidArgument, "write to %s ended after %d bytes without finish_write", res.name, u.committed.Load())
+		}
+		if err != nil {
+			// The client went away: keep what was committed so that it
+			// can resume.
+			s.park(u)
+			return cas.Status(err)
+		}
+	}
+}
+
+// sameUpload reports whether name is res's name with optional metadata.
+func sameUpload(name string, res resource) bool {
+	r, err := parseWrite(name)
+	return err == nil && r.name == res.name
+}
+
+func completeSize(res resource) int64 {
+	if res.compressed {
+		return -1
+	}
+	return res.key.Size
+}
+
+func writeErr(res resource, err error) error {
+	if err == nil {
+		return status.Errorf(codes.Internal, "write to %s failed", res.name)
+	}
+	if errors.Is(err, cas.ErrDigestMismatch) || errors.Is(err, cas.ErrSizeMismatch) || errors.Is(err, cas.ErrCorrupt) {
+		return status.Errorf(codes.InvalidArgument, "write to %s: %v", res.name, err)
+	}
+	return cas.Status(fmt.Errorf("write to %s: %w", res.name, err))
+}
+
+// QueryWriteStatus reports how much of an interrupted upload was committed,
+// or that the blob is complete.
+func (s *Server) QueryWriteStatus(ctx context.Context, req *bspb.QueryWriteStatusRequest) (*bspb.QueryWriteStatusResponse, error) {
+	res, err := parseWrite(req.ResourceName)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	s.mu.Lock()
+	u := s.uploads[res.name]
+	s.mu.Unlock()
+	if u != nil {
+		return &bspb.QueryWriteStatusResponse{CommittedSize: u.committed.Load()}, nil
+	}
+	if s.exists(ctx, res.key) {
+		return &bspb.QueryWriteStatusResponse{CommittedSize: completeSize(res), Complete: true}, nil
+	}
+	return nil, status.Errorf(codes.NotFound, "no upload in progress for %s", res.name)
+}

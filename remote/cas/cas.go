@@ -1,0 +1,375 @@
+// Package cas implements the REAPI ContentAddressableStorage service on a
+// store.Store: FindMissingBlobs, BatchUpdateBlobs, BatchReadBlobs (both with
+// optional zstd) and GetTree with paging. It also holds what the other
+// services share about CAS keys: instance-name checks, digest resolution,
+// content verification and zstd codecs.
+package cas
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ferrule-build/ferrule/remote/store"
+)
+
+// DefaultMaxBatchBytes is the default limit on the blob bytes of one batch
+// call, as advertised in max_batch_total_size_bytes.
+const DefaultMaxBatchBytes = 4 << 20
+
+// Default and maximum number of directories in one GetTree page.
+const (
+	DefaultTreePage = 1000
+	MaxTreePage     = 10000
+)
+
+// Server is the ContentAddressableStorage service.
+type Server struct {
+	repb.UnimplementedContentAddressableStorageServer
+
+	store         store.Store
+	maxBatchBytes int64
+	log           *slog.Logger
+}
+
+// Options configure a Server. Zero values select defaults.
+type Options struct {
+	// MaxBatchBytes limits the total blob bytes of one BatchUpdateBlobs or
+	// BatchReadBlobs call.
+	MaxBatchBytes int64
+	Logger        *slog.Logger
+}
+
+// New returns a ContentAddressableStorage service over s.
+func New(s store.Store, o Options) *Server {
+	if o.MaxBatchBytes <= 0 {
+		o.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return &Server{store: s, maxBatchBytes: o.MaxBatchBytes, log: o.Logger}
+}
+
+// Register adds the service to g.
+func (s *Server) Register(g grpc.ServiceRegistrar) {
+	repb.RegisterContentAddressableStorageServer(g, s)
+}
+
+// MaxBatchBytes is the batch limit in force.
+func (s *Server) MaxBatchBytes() int64 { return s.maxBatchBytes }
+
+func checkInstance(name string) error {
+	if err := CheckInstance(name); err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	return nil
+}
+
+// FindMissingBlobs reports which of the digests are not stored. Present
+// blobs count as used, which keeps them from eviction for a while.
+func (s *Server) FindMissingBlobs(ctx context.Context, req *repb.FindMissingBlobsRequest) (*repb.FindMissingBlobsResponse, error) {
+	if err := checkInstance(req.InstanceName); err != nil {
+		return nil, err
+	}
+	keys := make([]store.Key, 0, len(req.BlobDigests))
+	for _, d := range req.BlobDigests {
+		k, err := resolveDigest(store.CAS, req.InstanceName, req.DigestFunction, d)
+		if err != nil {
+			return nil, err
+		}
+		if IsEmptyKey(k) {
+			continue
+		}
+		keys = append(keys, k)
+	}
+	resp := &repb.FindMissingBlobsResponse{}
+	if len(keys) == 0 {
+		return resp, nil
+	}
+	missing, err := s.store.FindMissing(ctx, keys)
+	if err != nil {
+		return nil, Status(err)
+	}
+	resp.MissingBlobDigests = make([]*repb.Digest, len(missing))
+	for i, k := range missing {
+		resp.MissingBlobDigests[i] = &repb.Digest{Hash: k.Hash, SizeBytes: k.Size}
+	}
+	return resp, nil
+}
+
+// parallel runs f(0..n-1) on up to 8 goroutines.
+func parallel(n int, f func(i int)) {
+	if n == 1 {
+		f(0)
+		return
+	}
+	workers := min(n, 8)
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				f(i)
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+}
+
+func statusProto(err error) *spb.Status {
+	if err == nil {
+		return &spb.Status{}
+	}
+	return status.Convert(Status(err)).Proto()
+}
+
+// BatchUpdateBlobs stores small blobs, each verified against its digest
+// after decompression. A batch whose blobs add up to more than the limit is
+// refused whole with INVALID_ARGUMENT (as REAPI specifies); every other
+// problem is reported per blob.
+func (s *Server) BatchUpdateBlobs(ctx context.Context, req *repb.BatchUpdateBlobsRequest) (*repb.BatchUpdateBlobsResponse, error) {
+	if err := checkInstance(req.InstanceName); err != nil {
+		return nil, err
+	}
+	var total int64
+	for _, r := range req.Requests {
+		total += int64(len(r.Data))
+	}
+	if total > s.maxBatchBytes {
+		return nil, status.Errorf(codes.InvalidArgument, "batch of %d bytes exceeds the limit of %d bytes (max_batch_total_size_bytes); use ByteStream for large blobs", total, s.maxBatchBytes)
+	}
+	resp := &repb.BatchUpdateBlobsResponse{Responses: make([]*repb.BatchUpdateBlobsResponse_Response, len(req.Requests))}
+	parallel(len(req.Requests), func(i int) {
+		r := req.Requests[i]
+		resp.Responses[i] = &repb.BatchUpdateBlobsResponse_Response{
+			Digest: r.Digest,
+			Status: statusProto(s.updateOne(ctx, req.InstanceName, req.DigestFunction, r)),
+		}
+	})
+	return resp, nil
+}
+
+func (s *Server) updateOne(ctx context.Context, instance string, fn repb.DigestFunction_Value, r *repb.BatchUpdateBlobsRequest_Request) error {
+	k, err := resolveDigest(store.CAS, instance, fn, r.Digest)
+	if err != nil {
+		return err
+	}
+	var src io.Reader
+	switch r.Compressor {
+	case repb.Compressor_IDENTITY:
+		if int64(len(r.Data)) != k.Size {
+			return status.Errorf(codes.InvalidArgument, "blob %s/%d: got %d bytes", k.Hash, k.Size, len(r.Data))
+		}
+		src = bytes.NewReader(r.Data)
+	case repb.Compressor_ZSTD:
+		z, err := NewDecompressor(bytes.NewReader(r.Data))
+		if err != nil {
+			return Status(err)
+		}
+		defer z.Close()
+		src = z
+	default:
+		return status.Errorf(codes.InvalidArgument, "blob %s/%d: unsupported compressor %s", k.Hash, k.Size, r.Compressor)
+	}
+	v, err := Verify(k, src)
+	if err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	if IsEmptyKey(k) {
+		// Nothing to store, but the (possibly compressed) content must
+		// still be empty.
+		_, err := io.Copy(io.Discard, v)
+		return Status(err)
+	}
+	if r.Compressor != repb.Compressor_IDENTITY {
+		// Decompress and verify fully before storing, so that a bad blob
+		// costs the store nothing.
+		buf := make([]byte, 0, k.Size)
+		w := bytes.NewBuffer(buf)
+		if _, err := io.Copy(w, v); err != nil {
+			return Status(err)
+		}
+		v = bytes.NewReader(w.Bytes())
+	}
+	return Status(s.store.Put(ctx, k, k.Size, v))
+}
+
+// BatchReadBlobs returns small blobs, zstd-compressed when the client lists
+// ZSTD among its acceptable compressors.
+func (s *Server) BatchReadBlobs(ctx context.Context, req *repb.BatchReadBlobsRequest) (*repb.BatchReadBlobsResponse, error) {
+	if err := checkInstance(req.InstanceName); err != nil {
+		return nil, err
+	}
+	var total int64
+	for _, d := range req.Digests {
+		if d.GetSizeBytes() > 0 {
+			total += d.SizeBytes
+		}
+		if total > s.maxBatchBytes {
+			return nil, status.Errorf(codes.InvalidArgument, "batch read of more than %d bytes (max_batch_total_size_bytes); use ByteStream for large blobs", s.maxBatchBytes)
+		}
+	}
+	zstdOK := false
+	for _, c := range req.AcceptableCompressors {
+		if c == repb.Compressor_ZSTD {
+			zstdOK = true
+		}
+	}
+	resp := &repb.BatchReadBlobsResponse{Responses: make([]*repb.BatchReadBlobsResponse_Response, len(req.Digests))}
+	parallel(len(req.Digests), func(i int) {
+		d := req.Digests[i]
+		out := &repb.BatchReadBlobsResponse_Response{Digest: d}
+		data, err := s.readOne(ctx, req.InstanceName, req.DigestFunction, d)
+		if err == nil && zstdOK {
+			data = Compress(data)
+			out.Compressor = repb.Compressor_ZSTD
+		}
+		out.Data = data
+		out.Status = statusProto(err)
+		resp.Responses[i] = out
+	})
+	return resp, nil
+}
+
+func (s *Server) readOne(ctx context.Context, instance string, fn repb.DigestFunction_Value, d *repb.Digest) ([]byte, error) {
+	k, err := resolveDigest(store.CAS, instance, fn, d)
+	if err != nil {
+		return nil, err
+	}
+	return ReadBlob(ctx, s.store, k)
+}
+
+// ReadBlob reads the whole blob k from st. The empty blob is always there.
+// A stored value whose length is not k.Size is reported as an internal
+// error rather than returned.
+func ReadBlob(ctx context.Context, st store.Store, k store.Key) ([]byte, error) {
+	if IsEmptyKey(k) {
+		return []byte{}, nil
+	}
+	rc, size, err := st.Get(ctx, k, 0)
+	if err != nil {
+		return nil, Status(err)
+	}
+	defer rc.Close()
+	if size != k.Size {
+		return nil, status.Errorf(codes.Internal, "stored blob %s has %d bytes, want %d", k, size, k.Size)
+	}
+	buf := make([]byte, size)
+	if _, err := io.ReadFull(rc, buf); err != nil {
+		return nil, status.Errorf(codes.Internal, "reading %s: %v", k, err)
+	}
+	return buf, nil
+}
+
+// GetTree streams the directories below (and including) root_digest,
+// breadth first, each distinct directory once, in pages. The page token is
+// the number of directories already returned. Subtrees whose directories
+// are missing are left out; a missing root is NOT_FOUND.
+func (s *Server) GetTree(req *repb.GetTreeRequest, stream grpc.ServerStreamingServer[repb.GetTreeResponse]) error {
+	ctx := stream.Context()
+	if err := checkInstance(req.InstanceName); err != nil {
+		return err
+	}
+	root, err := resolveDigest(store.CAS, req.InstanceName, req.DigestFunction, req.RootDigest)
+	if err != nil {
+		return err
+	}
+	if req.PageSize < 0 {
+		return status.Errorf(codes.InvalidArgument, "negative page_size %d", req.PageSize)
+	}
+	pageSize := int(req.PageSize)
+	switch {
+	case pageSize == 0:
+		pageSize = DefaultTreePage
+	case pageSize > MaxTreePage:
+		pageSize = MaxTreePage
+	}
+	skip := 0
+	if req.PageToken != "" {
+		skip, err = parseToken(req.PageToken)
+		if err != nil {
+			return err
+		}
+	}
+
+	seen := map[string]bool{root.Hash: true}
+	queue := []store.Key{root}
+	var page []*repb.Directory
+	index := 0 // position in the breadth-first order of the next directory
+	for len(queue) > 0 {
+		if err := ctx.Err(); err != nil {
+			return Status(err)
+		}
+		k := queue[0]
+		queue = queue[1:]
+		data, err := ReadBlob(ctx, s.store, k)
+		if status.Code(err) == codes.NotFound {
+			if index == 0 && k == root {
+				return status.Errorf(codes.NotFound, "tree root %s/%d not found", root.Hash, root.Size)
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		dir := &repb.Directory{}
+		if err := proto.Unmarshal(data, dir); err != nil {
+			if k == root {
+				return status.Errorf(codes.InvalidArgument, "tree root %s/%d is not a Directory: %v", root.Hash, root.Size, err)
+			}
+			return status.Errorf(codes.Internal, "directory %s/%d is not a Directory: %v", k.Hash, k.Size, err)
+		}
+		for _, sub := range dir.Directories {
+			sk, err := resolveDigest(store.CAS, req.InstanceName, root.Function, sub.Digest)
+			if err != nil {
+				return status.Errorf(codes.InvalidArgument, "directory %s/%d: child %q: %v", k.Hash, k.Size, sub.Name, status.Convert(err).Message())
+			}
+			if !seen[sk.Hash] {
+				seen[sk.Hash] = true
+				queue = append(queue, sk)
+			}
+		}
+		if index >= skip {
+			page = append(page, dir)
+		}
+		index++
+		if len(page) == pageSize && len(queue) > 0 {
+			return stream.Send(&repb.GetTreeResponse{Directories: page, NextPageToken: makeToken(index)})
+		}
+	}
+	return stream.Send(&repb.GetTreeResponse{Directories: page})
+}
+
+func makeToken(n int) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("o" + strconv.Itoa(n)))
+}
+
+func parseToken(t string) (int, error) {
+	b, err := base64.RawURLEncoding.DecodeString(t)
+	if err == nil && len(b) > 1 && b[0] == 'o' {
+		n, err := strconv.Atoi(string(b[1:]))
+		if err == nil && n >= 0 {
+			return n, nil
+		}
+	}
+	return 0, status.Error(codes.InvalidArgument, fmt.Sprintf("bad page_token %q", t))
+}
