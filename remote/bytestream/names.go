@@ -57,6 +57,9 @@ func parse(name string, upload bool) (resource, error) {
 		return r, fmt.Errorf("resource name %q: no %q segment", name, want)
 	}
 	instance := strings.Join(segs[:i], "/")
+	if i > 0 && instance == "" {
+		return r, fmt.Errorf("resource name %q: empty instance segment", name)
+	}
 	if err := cas.CheckInstance(instance); err != nil {
 		return r, fmt.Errorf("resource name %q: %v", name, err)
 	}
