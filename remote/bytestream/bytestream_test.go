@@ -418,15 +418,17 @@ func TestDisconnectAndResume(t *testing.T) {
 	if e.has(t, k) {
 		t.Fatal("partial blob visible after disconnect")
 	}
-	// Resume from the committed offset; the dead stream may still hold the
-	// upload for a moment (ABORTED), so retry.
+	// Resume from the committed offset. The dead stream may still hold the
+	// upload for a moment (ABORTED) and commit more before it notices the
+	// disconnect (then our offset is stale: INVALID_ARGUMENT); a client
+	// asks QueryWriteStatus again and retries.
 	for i := 0; ; i++ {
 		off := committed(t, e.c, up)
 		if off <= 0 || off > int64(sent) {
 			t.Fatalf("committed %d after sending %d", off, sent)
 		}
 		resp, err := write(context.Background(), e.c, up, off, data[off:], 50_000, true)
-		if status.Code(err) == codes.Aborted && i < 10000 {
+		if c := status.Code(err); (c == codes.Aborted || c == codes.InvalidArgument) && i < 10000 {
 			time.Sleep(time.Millisecond)
 			continue
 		}
