@@ -1,0 +1,234 @@
+package httpcache_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ferrule-build/ferrule/remote/digest"
+	"github.com/ferrule-build/ferrule/remote/httpcache"
+	"github.com/ferrule-build/ferrule/remote/store"
+	"github.com/ferrule-build/ferrule/remote/store/memory"
+)
+
+const sha = repb.DigestFunction_SHA256
+
+func do(t *testing.T, method, url string, body []byte) (int, []byte) {
+	t.Helper()
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, data
+}
+
+func hash(t *testing.T, data []byte) string {
+	d, err := digest.Of(sha, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.Hash
+}
+
+func TestCAS(t *testing.T) {
+	st := memory.New(0)
+	srv := httptest.NewServer(httpcache.New(st, httpcache.Options{}))
+	defer srv.Close()
+	data := []byte("some blob")
+	h := hash(t, data)
+	for _, prefix := range []string{"", "/team/a"} {
+		url := srv.URL + prefix + "/cas/" + h
+		if code, _ := do(t, "GET", url, nil); code != 404 {
+			t.Fatalf("GET before PUT: %d", code)
+		}
+		if code, _ := do(t, "HEAD", url, nil); code != 404 {
+			t.Fatalf("HEAD before PUT: %d", code)
+		}
+		if code, body := do(t, "PUT", url, data); code != 200 {
+			t.Fatalf("PUT: %d %s", code, body)
+		}
+		code, got := do(t, "GET", url, nil)
+		if code != 200 || !bytes.Equal(got, data) {
+			t.Fatalf("GET: %d %q", code, got)
+		}
+		if code, _ := do(t, "HEAD", url, nil); code != 200 {
+			t.Fatalf("HEAD: %d", code)
+		}
+	}
+	// The blob is in the shared store, under the instance.
+	k := store.Key{Kind: store.CAS, Instance: "team/a", Function: sha, Hash: h, Size: int64(len(data))}
+	if missing, _ := st.FindMissing(context.Background(), []store.Key{k}); len(missing) != 0 {
+		t.Fatal("blob not in the store under its instance")
+	}
+	// Mismatched content is refused and not stored.
+	other := hash(t, []byte("other"))
+	if code, _ := do(t, "PUT", srv.URL+"/cas/"+other, []byte("not other")); code != 400 {
+		t.Fatalf("mismatched PUT: %d", code)
+	}
+	if code, _ := do(t, "GET", srv.URL+"/cas/"+other, nil); code != 404 {
+		t.Fatalf("GET after mismatched PUT: %d", code)
+	}
+	// The empty blob is always there.
+	if code, got := do(t, "GET", srv.URL+"/cas/"+hash(t, nil), nil); code != 200 || len(got) != 0 {
+		t.Fatalf("empty blob: %d %q", code, got)
+	}
+	if n := st.Stats().Entries; n != 2 {
+		t.Fatalf("%d entries, want 2", n)
+	}
+}
+
+func TestBadRequests(t *testing.T) {
+	srv := httptest.NewServer(httpcache.New(memory.New(0), httpcache.Options{}))
+	defer srv.Close()
+	h := hash(t, []byte("x"))
+	for _, p := range []string{"/cas/xyz", "/cas/" + strings.ToUpper(h), "/foo/" + h, "/" + h, "/a/../cas/" + h, "/blobs/cas/" + h, "//cas/" + h} {
+		if code, _ := do(t, "GET", srv.URL+p, nil); code != 400 && code != 404 && code != 301 {
+			t.Errorf("GET %s: %d, want 400", p, code)
+		}
+	}
+	for _, p := range []string{"/cas/xyz", "/a//b/cas/" + h, "/blobs/cas/" + h} {
+		if code, _ := do(t, "GET", srv.URL+p, nil); code != 400 {
+			t.Errorf("GET %s: %d, want 400", p, code)
+		}
+	}
+	if code, _ := do(t, "DELETE", srv.URL+"/cas/"+h, nil); code != 405 {
+		t.Errorf("DELETE: %d", code)
+	}
+	if code, _ := do(t, "PUT", srv.URL+"/ac/"+h, []byte("\xff\xff not a proto")); code != 400 {
+		t.Errorf("PUT garbage AC: %d", code)
+	}
+	ro := httptest.NewServer(httpcache.New(memory.New(0), httpcache.Options{ReadOnly: true}))
+	defer ro.Close()
+	if code, _ := do(t, "PUT", ro.URL+"/cas/"+hash(t, []byte("x")), []byte("x")); code != 403 {
+		t.Errorf("read-only PUT: %d", code)
+	}
+}
+
+func TestAC(t *testing.T) {
+	st := memory.New(0)
+	srv := httptest.NewServer(httpcache.New(st, httpcache.Options{}))
+	defer srv.Close()
+	out := []byte("output file")
+	nested := []byte("file in a tree")
+	tree := &repb.Tree{Root: &repb.Directory{Files: []*repb.FileNode{{Name: "n", Digest: mustDigest(t, nested)}}}}
+	treeData, _ := proto.Marshal(tree)
+	res := &repb.ActionResult{
+		OutputFiles:       []*repb.OutputFile{{Path: "o", Digest: mustDigest(t, out)}},
+		OutputDirectories: []*repb.OutputDirectory{{Path: "d", TreeDigest: mustDigest(t, treeData)}},
+		ExecutionMetadata: &repb.ExecutedActionMetadata{Worker: "w"},
+	}
+	resData, _ := proto.Marshal(res)
+	action := hash(t, []byte("action"))
+	if code, _ := do(t, "PUT", srv.URL+"/ac/"+action, resData); code != 200 {
+		t.Fatalf("PUT ac: %d", code)
+	}
+	// Outputs missing: the result is not served.
+	if code, _ := do(t, "GET", srv.URL+"/ac/"+action, nil); code != 404 {
+		t.Fatalf("GET incomplete result: %d, want 404", code)
+	}
+	for _, b := range [][]byte{out, treeData} {
+		if code, _ := do(t, "PUT", srv.URL+"/cas/"+hash(t, b), b); code != 200 {
+			t.Fatalf("PUT cas: %d", code)
+		}
+	}
+	if code, _ := do(t, "GET", srv.URL+"/ac/"+action, nil); code != 404 {
+		t.Fatalf("GET result with a tree file missing: %d, want 404", code)
+	}
+	// Upload the tree's file through the store (as gRPC would): the HTTP
+	// cache learns its size from the result.
+	k := store.Key{Kind: store.CAS, Function: sha, Hash: hash(t, nested), Size: int64(len(nested))}
+	if err := st.Put(context.Background(), k, k.Size, bytes.NewReader(nested)); err != nil {
+		t.Fatal(err)
+	}
+	code, got := do(t, "GET", srv.URL+"/ac/"+action, nil)
+	if code != 200 || !bytes.Equal(got, resData) {
+		t.Fatalf("GET complete result: %d", code)
+	}
+	code, got = do(t, "GET", srv.URL+"/cas/"+hash(t, nested), nil)
+	if code != 200 || !bytes.Equal(got, nested) {
+		t.Fatalf("GET of a blob known from a result: %d", code)
+	}
+	// A fresh handler over the same store (a restart) finds outputs after
+	// reading the result.
+	srv2 := httptest.NewServer(httpcache.New(st, httpcache.Options{}))
+	defer srv2.Close()
+	if code, _ := do(t, "GET", srv2.URL+"/ac/"+action, nil); code != 200 {
+		t.Fatalf("GET result after restart: %d", code)
+	}
+	if code, got := do(t, "GET", srv2.URL+"/cas/"+hash(t, out), nil); code != 200 || !bytes.Equal(got, out) {
+		t.Fatalf("GET output after restart: %d", code)
+	}
+	// Other instances do not see it.
+	if code, _ := do(t, "GET", srv.URL+"/x/ac/"+action, nil); code != 404 {
+		t.Fatalf("other instance: %d", code)
+	}
+}
+
+func mustDigest(t *testing.T, b []byte) *repb.Digest {
+	d, err := digest.Of(sha, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func TestConcurrentPuts(t *testing.T) {
+	st := memory.New(0)
+	srv := httptest.NewServer(httpcache.New(st, httpcache.Options{}))
+	defer srv.Close()
+	data := bytes.Repeat([]byte("concurrent "), 50_000)
+	url := srv.URL + "/cas/" + hash(t, data)
+	var wg sync.WaitGroup
+	codes := make(chan int, 16)
+	for range 8 {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("PUT", url, bytes.NewReader(data))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				codes <- -1
+				return
+			}
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		}()
+		go func() {
+			defer wg.Done()
+			resp, err := http.Get(url)
+			if err != nil {
+				return
+			}
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 && !bytes.Equal(got, data) {
+				codes <- -2
+			}
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	for c := range codes {
+		if c != 200 {
+			t.Errorf("status %d (-2: a reader saw a partial blob)", c)
+		}
+	}
+}
