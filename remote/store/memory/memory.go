@@ -55,16 +55,17 @@ func (s *Store) Get(ctx context.Context, key store.Key, offset int64) (io.ReadCl
 	if err != nil {
 		return nil, 0, err
 	}
+	var data []byte // never modified once stored
 	s.mu.Lock()
 	el, ok := s.entries[key]
 	if ok {
 		s.lru.MoveToFront(el)
+		data = el.Value.(*entry).data
 	}
 	s.mu.Unlock()
 	if !ok {
 		return nil, 0, fmt.Errorf("get %s: %w", key, store.ErrNotFound)
 	}
-	data := el.Value.(*entry).data // never modified once stored
 	size := int64(len(data))
 	if offset < 0 || offset > size {
 		return nil, 0, fmt.Errorf("get %s at offset %d of %d bytes: %w", key, offset, size, store.ErrOutOfRange)
@@ -103,10 +104,17 @@ func (s *Store) Put(ctx context.Context, key store.Key, size int64, r io.Reader)
 	defer s.mu.Unlock()
 	if el, ok := s.entries[key]; ok {
 		s.lru.MoveToFront(el)
-		return nil
+		e := el.Value.(*entry)
+		if key.Kind == store.AC {
+			// Action results are replaced by newer ones; CAS content
+			// under one key is the same whoever writes it.
+			s.bytes += size - int64(len(e.data))
+			el.Value = &entry{key: key, data: data}
+		}
+	} else {
+		s.entries[key] = s.lru.PushFront(&entry{key: key, data: data})
+		s.bytes += size
 	}
-	s.entries[key] = s.lru.PushFront(&entry{key: key, data: data})
-	s.bytes += size
 	for s.max > 0 && s.bytes > s.max {
 		el := s.lru.Back()
 		e := el.Value.(*entry)
