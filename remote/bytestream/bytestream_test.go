@@ -556,4 +556,3 @@ func TestSameUploadTwoStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-

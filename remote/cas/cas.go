@@ -26,8 +26,10 @@ import (
 )
 
 // DefaultMaxBatchBytes is the default limit on the blob bytes of one batch
-// call, as advertised in max_batch_total_size_bytes.
-const DefaultMaxBatchBytes = 4 << 20
+// call, as advertised in max_batch_total_size_bytes: 4 MiB less room for
+// the framing of the messages, so that a full batch read fits the 4 MiB
+// receive limit gRPC clients have by default.
+const DefaultMaxBatchBytes = 4<<20 - 64<<10
 
 // Default and maximum number of directories in one GetTree page.
 const (

@@ -1,0 +1,370 @@
+// Package server wires Ferrule's REAPI services onto one gRPC server (CAS,
+// ByteStream, ActionCache, Capabilities, the standard health service and
+// optionally reflection) and one HTTP server (Bazel's HTTP cache protocol,
+// Prometheus /metrics and a /status JSON), over one store. `ferrule serve`
+// and the tests share it; an execution service registers itself with
+// RegisterExecution before Serve.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/ferrule-build/ferrule/remote/ac"
+	"github.com/ferrule-build/ferrule/remote/bytestream"
+	"github.com/ferrule-build/ferrule/remote/capabilities"
+	"github.com/ferrule-build/ferrule/remote/cas"
+	"github.com/ferrule-build/ferrule/remote/httpcache"
+	"github.com/ferrule-build/ferrule/remote/store"
+)
+
+// Config configures a Server.
+type Config struct {
+	// GRPCAddress is the gRPC listen address, e.g. "localhost:9092".
+	GRPCAddress string
+	// HTTPAddress is the HTTP listen address (HTTP cache, /metrics,
+	// /status); empty disables HTTP.
+	HTTPAddress string
+	// Store holds CAS blobs and action results. Required.
+	Store store.Store
+	// StoreDescription says what the store is, for logs and /status.
+	StoreDescription string
+	// MaxBatchBytes limits batch calls (max_batch_total_size_bytes); the
+	// gRPC receive limit is set above it.
+	MaxBatchBytes int64
+	// ReadOnly refuses action cache writes (gRPC and HTTP) and HTTP CAS
+	// writes.
+	ReadOnly bool
+	// Reflection registers the gRPC reflection service.
+	Reflection bool
+	// UploadIdleTimeout bounds how long an interrupted ByteStream upload
+	// waits to be resumed.
+	UploadIdleTimeout time.Duration
+	// ShutdownTimeout bounds the graceful part of shutdown.
+	ShutdownTimeout time.Duration
+	// Version is reported by /status.
+	Version string
+	Logger  *slog.Logger
+}
+
+// Server is a configured, not yet listening, REAPI server.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	started time.Time
+
+	grpc   *grpc.Server
+	health *health.Server
+	http   *http.Server
+
+	// The services, exposed so that callers can inspect or extend them.
+	CAS          *cas.Server
+	ByteStream   *bytestream.Server
+	ActionCache  *ac.Server
+	Capabilities *capabilities.Server
+	HTTPCache    *httpcache.Handler
+
+	mu       sync.Mutex
+	grpcLis  net.Listener
+	httpLis  net.Listener
+	services []string
+}
+
+// recvLimit is the gRPC receive limit for a batch limit: room for the
+// batch's blobs and their digests and framing.
+func recvLimit(maxBatch int64) int {
+	return int(2*maxBatch + 4<<20)
+}
+
+// New builds a server from cfg.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("server: no store")
+	}
+	if cfg.GRPCAddress == "" {
+		return nil, errors.New("server: no gRPC address")
+	}
+	if cfg.MaxBatchBytes <= 0 {
+		cfg.MaxBatchBytes = cas.DefaultMaxBatchBytes
+	}
+	if cfg.MaxBatchBytes > 1<<30 {
+		return nil, fmt.Errorf("server: batch limit %d is over 1 GiB", cfg.MaxBatchBytes)
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Store), started: time.Now()}
+
+	s.grpc = grpc.NewServer(
+		grpc.MaxRecvMsgSize(recvLimit(cfg.MaxBatchBytes)),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			Time:    2 * time.Minute,
+			Timeout: 20 * time.Second,
+		}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             5 * time.Second,
+			PermitWithoutStream: true,
+		}),
+		grpc.StatsHandler(grpcStats{s.metrics}),
+	)
+	s.CAS = cas.New(cfg.Store, cas.Options{MaxBatchBytes: cfg.MaxBatchBytes, Logger: cfg.Logger})
+	s.ByteStream = bytestream.New(cfg.Store, bytestream.Options{IdleTimeout: cfg.UploadIdleTimeout, Logger: cfg.Logger})
+	s.ActionCache = ac.New(cfg.Store, ac.Options{ReadOnly: cfg.ReadOnly, Logger: cfg.Logger})
+	s.Capabilities = capabilities.New(capabilities.Options{MaxBatchBytes: cfg.MaxBatchBytes, UpdateEnabled: !cfg.ReadOnly})
+	s.CAS.Register(s.grpc)
+	s.ByteStream.Register(s.grpc)
+	s.ActionCache.Register(s.grpc)
+	s.Capabilities.Register(s.grpc)
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	if cfg.Reflection {
+		reflection.Register(s.grpc)
+	}
+	s.services = []string{
+		repb.ContentAddressableStorage_ServiceDesc.ServiceName,
+		"google.bytestream.ByteStream",
+		repb.ActionCache_ServiceDesc.ServiceName,
+		repb.Capabilities_ServiceDesc.ServiceName,
+	}
+
+	if cfg.HTTPAddress != "" {
+		s.HTTPCache = httpcache.New(cfg.Store, httpcache.Options{ReadOnly: cfg.ReadOnly, Logger: cfg.Logger})
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("GET /status", s.serveStatus)
+		mux.Handle("/", s.countHTTP(s.HTTPCache))
+		s.http = &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: 30 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		}
+	}
+	return s, nil
+}
+
+// GRPC returns the gRPC server, for registering more services before Serve.
+func (s *Server) GRPC() *grpc.Server { return s.grpc }
+
+// RegisterExecution registers an Execution service and advertises caps as
+// the execution capabilities. Call it before Serve.
+func (s *Server) RegisterExecution(exec repb.ExecutionServer, caps *repb.ExecutionCapabilities) {
+	repb.RegisterExecutionServer(s.grpc, exec)
+	s.Capabilities.SetExecution(caps)
+	s.mu.Lock()
+	s.services = append(s.services, repb.Execution_ServiceDesc.ServiceName)
+	s.mu.Unlock()
+}
+
+// Listen binds the listeners (Serve calls it if needed). After it, GRPCAddr
+// and HTTPAddr report the bound addresses, which matters for port 0.
+func (s *Server) Listen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.grpcLis != nil {
+		return nil
+	}
+	gl, err := net.Listen("tcp", s.cfg.GRPCAddress)
+	if err != nil {
+		return fmt.Errorf("gRPC listener: %w", err)
+	}
+	if s.http != nil {
+		hl, err := net.Listen("tcp", s.cfg.HTTPAddress)
+		if err != nil {
+			gl.Close()
+			return fmt.Errorf("HTTP listener: %w", err)
+		}
+		s.httpLis = hl
+	}
+	s.grpcLis = gl
+	return nil
+}
+
+// GRPCAddr is the bound gRPC address, or nil before Listen.
+func (s *Server) GRPCAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.grpcLis == nil {
+		return nil
+	}
+	return s.grpcLis.Addr()
+}
+
+// HTTPAddr is the bound HTTP address, or nil before Listen or without HTTP.
+func (s *Server) HTTPAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.httpLis == nil {
+		return nil
+	}
+	return s.httpLis.Addr()
+}
+
+// Serve serves until ctx is done, then shuts down gracefully: the health
+// service reports NOT_SERVING, running calls get ShutdownTimeout to finish,
+// unfinished uploads are dropped (nothing partial is stored). It returns
+// nil after a shutdown asked for by ctx.
+func (s *Server) Serve(ctx context.Context) error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	for _, name := range s.services {
+		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+	s.mu.Unlock()
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+
+	errc := make(chan error, 2)
+	go func() {
+		if err := s.grpc.Serve(s.grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			errc <- fmt.Errorf("gRPC: %w", err)
+		}
+	}()
+	if s.http != nil {
+		go func() {
+			if err := s.http.Serve(s.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("HTTP: %w", err)
+			}
+		}()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	s.shutdown()
+	return err
+}
+
+func (s *Server) shutdown() {
+	s.log.Info("shutting down")
+	s.health.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(done)
+	}()
+	if s.http != nil {
+		if err := s.http.Shutdown(ctx); err != nil {
+			s.http.Close()
+		}
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.log.Warn("calls still running after the shutdown timeout; stopping them")
+		s.grpc.Stop()
+		<-done
+	}
+	s.ByteStream.Close()
+}
+
+// Status is the /status document.
+type Status struct {
+	Version          string      `json:"version,omitempty"`
+	GRPCAddress      string      `json:"grpc_address"`
+	HTTPAddress      string      `json:"http_address,omitempty"`
+	Store            string      `json:"store"`
+	StoreStats       store.Stats `json:"store_stats"`
+	MaxBatchBytes    int64       `json:"max_batch_total_size_bytes"`
+	ReadOnly         bool        `json:"read_only"`
+	Services         []string    `json:"services"`
+	UptimeSeconds    int64       `json:"uptime_seconds"`
+	Goroutines       int         `json:"goroutines"`
+	HeapAllocBytes   uint64      `json:"heap_alloc_bytes"`
+	ExecutionEnabled bool        `json:"execution_enabled"`
+}
+
+func (s *Server) status() Status {
+	st := Status{
+		Version:       s.cfg.Version,
+		Store:         s.cfg.StoreDescription,
+		MaxBatchBytes: s.cfg.MaxBatchBytes,
+		ReadOnly:      s.cfg.ReadOnly,
+		UptimeSeconds: int64(time.Since(s.started).Seconds()),
+		Goroutines:    runtime.NumGoroutine(),
+	}
+	if a := s.GRPCAddr(); a != nil {
+		st.GRPCAddress = a.String()
+	}
+	if a := s.HTTPAddr(); a != nil {
+		st.HTTPAddress = a.String()
+	}
+	if sr, ok := s.cfg.Store.(store.StatsReporter); ok {
+		st.StoreStats = sr.Stats()
+	}
+	s.mu.Lock()
+	st.Services = append([]string(nil), s.services...)
+	s.mu.Unlock()
+	for _, name := range st.Services {
+		if name == repb.Execution_ServiceDesc.ServiceName {
+			st.ExecutionEnabled = true
+		}
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	st.HeapAllocBytes = ms.HeapAlloc
+	return st
+}
+
+func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(s.status())
+}
+
+// countHTTP counts HTTP cache requests and bytes.
+func (s *Server) countHTTP(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cw := &countingWriter{ResponseWriter: w, code: http.StatusOK}
+		h.ServeHTTP(cw, r)
+		kind := httpKind(r.URL.Path)
+		s.metrics.http.WithLabelValues(r.Method, kind, strconv.Itoa(cw.code)).Inc()
+		if r.Method == http.MethodPut && cw.code == http.StatusOK && r.ContentLength > 0 {
+			s.metrics.httpIn.WithLabelValues(kind).Add(float64(r.ContentLength))
+		}
+		s.metrics.httpOut.WithLabelValues(kind).Add(float64(cw.n))
+	})
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	code int
+	n    int64
+}
+
+func (c *countingWriter) WriteHeader(code int) {
+	c.code = code
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.n += int64(n)
+	return n, err
+}
