@@ -84,10 +84,12 @@ func runBench(fs *flag.FlagSet, args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	fmt.Fprintf(os.Stderr, "ferrule bench: %s, workloads %s, concurrency %d (Ctrl-C prints the results so far)\n", addr, *workloads, cfg.Concurrency)
-	rep, err := bench.Run(ctx, cfg, os.Stderr)
+	progress := fs.Output() // stderr
+	fmt.Fprintf(progress, "ferrule bench: %s, workloads %s, concurrency %d (Ctrl-C prints the results so far)\n", addr, *workloads, cfg.Concurrency)
+	rep, err := bench.Run(ctx, cfg, progress)
 	if err != nil {
-		if strings.HasPrefix(err.Error(), "unknown workload") || strings.Contains(err.Error(), ": want ") {
+		var ce bench.ConfigError
+		if errors.As(err, &ce) {
 			return usagef("%v", err)
 		}
 		return err

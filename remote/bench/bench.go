@@ -42,7 +42,7 @@ import (
 // results so far.
 func Run(ctx context.Context, cfg Config, progress io.Writer, opts ...grpc.DialOption) (*Report, error) {
 	if err := cfg.validate(); err != nil {
-		return nil, err
+		return nil, ConfigError{err}
 	}
 	names, _ := selectWorkloads(cfg.Workloads)
 	if cfg.Seed == 0 {
@@ -236,9 +236,11 @@ func (w *worker) encoder() (*zstd.Encoder, error) {
 	return w.enc, nil
 }
 
+// decoder returns the worker's zstd decoder. Its memory bound leaves room
+// for the window sizes encoders pick (often 8 MiB) above the blob size.
 func (w *worker) decoder(maxSize int) (*zstd.Decoder, error) {
 	if w.dec == nil {
-		dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(uint64(maxSize)+1<<20))
+		dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(uint64(maxSize)+64<<20))
 		if err != nil {
 			return nil, err
 		}

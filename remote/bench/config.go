@@ -73,6 +73,12 @@ func DefaultConfig() Config {
 	}
 }
 
+// ConfigError is what Run returns for a configuration it cannot run.
+type ConfigError struct{ Err error }
+
+func (e ConfigError) Error() string { return e.Err.Error() }
+func (e ConfigError) Unwrap() error { return e.Err }
+
 func (c *Config) validate() error {
 	switch {
 	case c.Addr == "":
