@@ -1,0 +1,228 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/ferrule-build/ferrule/remote/cas"
+	"github.com/ferrule-build/ferrule/remote/server"
+	"github.com/ferrule-build/ferrule/remote/store"
+	"github.com/ferrule-build/ferrule/remote/store/memory"
+)
+
+// serveConfig is what `ferrule serve` runs with: defaults, then the YAML
+// config file, then flags given on the command line. Names follow
+// bazel-remote where the meaning is the same.
+type serveConfig struct {
+	Dir               string        `yaml:"dir"`
+	MaxSize           int           `yaml:"max_size"` // GiB
+	GRPCAddress       string        `yaml:"grpc_address"`
+	HTTPAddress       string        `yaml:"http_address"`
+	Store             string        `yaml:"store"`
+	MaxBatchBytes     int64         `yaml:"max_batch_total_size_bytes"`
+	ReadOnly          bool          `yaml:"read_only"`
+	Reflection        bool          `yaml:"grpc_reflection"`
+	LogLevel          string        `yaml:"log_level"`
+	UploadIdleTimeout time.Duration `yaml:"upload_idle_timeout"`
+}
+
+// Default ports: gRPC like bazel-remote's 9092, HTTP next to it.
+const (
+	defaultGRPCAddress = "localhost:9092"
+	defaultHTTPAddress = "localhost:9090"
+)
+
+func defaultServeConfig() serveConfig {
+	dir := "ferrule-cache"
+	if d, err := os.UserCacheDir(); err == nil {
+		dir = filepath.Join(d, "ferrule")
+	}
+	return serveConfig{
+		Dir:               dir,
+		MaxSize:           10,
+		GRPCAddress:       defaultGRPCAddress,
+		HTTPAddress:       defaultHTTPAddress,
+		Store:             "memory",
+		MaxBatchBytes:     cas.DefaultMaxBatchBytes,
+		LogLevel:          "info",
+		UploadIdleTimeout: time.Minute,
+	}
+}
+
+func bindServeFlags(fs *flag.FlagSet, c *serveConfig, configFile *string) {
+	fs.StringVar(configFile, "config_file", "", "YAML file with settings (keys as the flags' names); flags given on the command line override it")
+	fs.StringVar(&c.Dir, "dir", c.Dir, "directory of the disk store")
+	fs.IntVar(&c.MaxSize, "max_size", c.MaxSize, "size bound of the store in GiB (least recently used entries are evicted)")
+	fs.StringVar(&c.GRPCAddress, "grpc_address", c.GRPCAddress, "gRPC listen address (REAPI: --remote_cache=grpc://ADDRESS)")
+	fs.StringVar(&c.HTTPAddress, "http_address", c.HTTPAddress, "HTTP listen address (HTTP cache: --remote_cache=http://ADDRESS, /metrics, /status); \"none\" disables HTTP")
+	fs.StringVar(&c.Store, "store", c.Store, "storage backend: memory")
+	fs.Int64Var(&c.MaxBatchBytes, "max_batch_total_size_bytes", c.MaxBatchBytes, "limit on the blob bytes of one batch call")
+	fs.BoolVar(&c.ReadOnly, "read_only", c.ReadOnly, "refuse action cache writes and HTTP uploads")
+	fs.BoolVar(&c.Reflection, "grpc_reflection", c.Reflection, "register the gRPC reflection service")
+	fs.StringVar(&c.LogLevel, "log_level", c.LogLevel, "log level: debug, info, warn or error")
+	fs.DurationVar(&c.UploadIdleTimeout, "upload_idle_timeout", c.UploadIdleTimeout, "how long an interrupted ByteStream upload waits to be resumed")
+}
+
+// loadServeConfig applies defaults, the config file and the flags in args.
+func loadServeConfig(fs *flag.FlagSet, args []string) (serveConfig, error) {
+	c := defaultServeConfig()
+	var configFile string
+	bindServeFlags(fs, &c, &configFile)
+	if err := parseFlags(fs, args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, usagef("unexpected argument %q", fs.Arg(0))
+	}
+	if configFile != "" {
+		data, err := os.ReadFile(configFile)
+		if err != nil {
+			return c, fmt.Errorf("config file: %w", err)
+		}
+		// Flags given on the command line win over the file: note them
+		// before the file replaces the values they were parsed into, and
+		// apply them again on top of it.
+		var again []string
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name != "config_file" {
+				again = append(again, "--"+f.Name+"="+f.Value.String())
+			}
+		})
+		c = defaultServeConfig()
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return c, fmt.Errorf("config file %s: %w", configFile, err)
+		}
+		over := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+		over.SetOutput(io.Discard)
+		var ignored string
+		bindServeFlags(over, &c, &ignored)
+		if err := over.Parse(again); err != nil {
+			return c, err
+		}
+	}
+	return c, c.check()
+}
+
+func (c serveConfig) check() error {
+	switch {
+	case c.MaxSize <= 0:
+		return usagef("--max_size must be a positive number of GiB, got %d", c.MaxSize)
+	case c.MaxSize > 1<<20:
+		return usagef("--max_size %d GiB is too large", c.MaxSize)
+	case c.GRPCAddress == "":
+		return usagef("--grpc_address must not be empty")
+	case c.MaxBatchBytes <= 0 || c.MaxBatchBytes > 1<<30:
+		return usagef("--max_batch_total_size_bytes must be between 1 and 1 GiB, got %d", c.MaxBatchBytes)
+	case c.UploadIdleTimeout <= 0:
+		return usagef("--upload_idle_timeout must be positive")
+	}
+	if _, err := logLevel(c.LogLevel); err != nil {
+		return usagef("%v", err)
+	}
+	switch c.Store {
+	case "memory":
+	default:
+		return usagef("unknown --store %q (memory)", c.Store)
+	}
+	return nil
+}
+
+func logLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return l, fmt.Errorf("unknown --log_level %q", s)
+	}
+	return l, nil
+}
+
+// openStore opens the configured backend and describes it.
+func openStore(c serveConfig, log *slog.Logger) (store.Store, string, error) {
+	max := int64(c.MaxSize) << 30
+	switch c.Store {
+	case "memory":
+		return memory.New(max), fmt.Sprintf("memory store of up to %d GiB (lost on exit)", c.MaxSize), nil
+	}
+	return nil, "", fmt.Errorf("unknown store %q", c.Store)
+}
+
+// serveReady, when set (by tests), is called with the server once it listens.
+var serveReady func(*server.Server)
+
+func runServe(ctx context.Context, c serveConfig, out io.Writer) error {
+	level, _ := logLevel(c.LogLevel)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	st, desc, err := openStore(c, log)
+	if err != nil {
+		return err
+	}
+	if cl, ok := st.(io.Closer); ok {
+		defer cl.Close()
+	}
+	httpAddr := c.HTTPAddress
+	if httpAddr == "none" {
+		httpAddr = ""
+	}
+	srv, err := server.New(server.Config{
+		GRPCAddress:       c.GRPCAddress,
+		HTTPAddress:       httpAddr,
+		Store:             st,
+		StoreDescription:  desc,
+		MaxBatchBytes:     c.MaxBatchBytes,
+		ReadOnly:          c.ReadOnly,
+		Reflection:        c.Reflection,
+		UploadIdleTimeout: c.UploadIdleTimeout,
+		Version:           version,
+		Logger:            log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := srv.Listen(); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "ferrule serve: storing in a %s\n", desc)
+	fmt.Fprintf(out, "ferrule serve: gRPC on %s  (bazel --remote_cache=grpc://%s)\n", srv.GRPCAddr(), srv.GRPCAddr())
+	if a := srv.HTTPAddr(); a != nil {
+		fmt.Fprintf(out, "ferrule serve: HTTP on %s  (bazel --remote_cache=http://%s; /metrics, /status)\n", a, a)
+	}
+	if c.ReadOnly {
+		fmt.Fprintf(out, "ferrule serve: read-only: action cache writes are refused\n")
+	}
+	if serveReady != nil {
+		serveReady(srv)
+	}
+	err = srv.Serve(ctx)
+	fmt.Fprintf(out, "ferrule serve: stopped\n")
+	return err
+}
+
+func init() {
+	register(&command{
+		name:    "serve",
+		summary: "run the REAPI cache server (gRPC and Bazel's HTTP cache protocol)",
+		usage:   "[flags]",
+		run: func(fs *flag.FlagSet, args []string) error {
+			c, err := loadServeConfig(fs, args)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runServe(ctx, c, os.Stdout)
+		},
+	})
+}

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/ferrule-build/ferrule/remote/server"
+)
+
+func loadForTest(t *testing.T, args ...string) (serveConfig, error) {
+	t.Helper()
+	fs := flag.NewFlagSet("ferrule serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return loadServeConfig(fs, args)
+}
+
+func TestServeDefaults(t *testing.T) {
+	c, err := loadForTest(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.GRPCAddress != "localhost:9092" || c.HTTPAddress != "localhost:9090" {
+		t.Errorf("default addresses %s %s", c.GRPCAddress, c.HTTPAddress)
+	}
+	if cache, err := os.UserCacheDir(); err == nil && c.Dir != filepath.Join(cache, "ferrule") {
+		t.Errorf("default dir %s", c.Dir)
+	}
+	if c.MaxSize <= 0 {
+		t.Errorf("default max_size %d", c.MaxSize)
+	}
+}
+
+func TestServeConfigFileAndFlags(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "ferrule.yaml")
+	os.WriteFile(file, []byte("dir: /from/file\nmax_size: 3\ngrpc_address: 127.0.0.1:1111\nupload_idle_timeout: 5s\n"), 0o644)
+	c, err := loadForTest(t, "--config_file", file, "--grpc_address", "127.0.0.1:2222")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Dir != "/from/file" || c.MaxSize != 3 || c.UploadIdleTimeout != 5*time.Second {
+		t.Errorf("file settings not applied: %+v", c)
+	}
+	if c.GRPCAddress != "127.0.0.1:2222" {
+		t.Errorf("flag did not override the file: %s", c.GRPCAddress)
+	}
+	os.WriteFile(file, []byte("no_such_key: 1\n"), 0o644)
+	if _, err := loadForTest(t, "--config_file", file); err == nil || !strings.Contains(err.Error(), "no_such_key") {
+		t.Errorf("unknown key: %v", err)
+	}
+	if _, err := loadForTest(t, "--config_file", filepath.Join(dir, "missing.yaml")); err == nil {
+		t.Error("missing config file accepted")
+	}
+}
+
+func TestServeBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--max_size", "0"},
+		{"--max_size", "-3"},
+		{"--store", "tape"},
+		{"--log_level", "loud"},
+		{"--max_batch_total_size_bytes", "0"},
+		{"--grpc_address", ""},
+		{"extra"},
+	} {
+		if _, err := loadForTest(t, args...); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"serve", "--max_size", "0"}, &out, &errb); code != 2 {
+		t.Errorf("bad flag exit %d, want 2; stderr %s", code, errb.String())
+	}
+}
+
+func TestServeRuns(t *testing.T) {
+	c, err := loadForTest(t, "--grpc_address", "127.0.0.1:0", "--http_address", "127.0.0.1:0", "--dir", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan *server.Server, 1)
+	serveReady = func(s *server.Server) { ready <- s }
+	defer func() { serveReady = nil }()
+	ctx, cancel := context.WithCancel(context.Background())
+	var out bytes.Buffer
+	done := make(chan error, 1)
+	go func() { done <- runServe(ctx, c, &out) }()
+	var srv *server.Server
+	select {
+	case srv = <-ready:
+	case err := <-done:
+		t.Fatalf("serve ended: %v\n%s", err, out.String())
+	}
+	conn, err := grpc.NewClient(srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	caps, err := repb.NewCapabilitiesClient(conn).GetCapabilities(ctx, &repb.GetCapabilitiesRequest{}, grpc.WaitForReady(true))
+	if err != nil || caps.LowApiVersion.Major != 2 {
+		t.Fatalf("capabilities: %v %v", caps, err)
+	}
+	resp, err := http.Get("http://" + srv.HTTPAddr().String() + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st server.Status
+	json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if st.Store == "" {
+		t.Errorf("/status names no store: %+v", st)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"gRPC on " + srv.GRPCAddr().String(), "HTTP on", "storing in"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
