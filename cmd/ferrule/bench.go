@@ -37,7 +37,7 @@ func init() {
 	register(&command{
 		name:    "bench",
 		summary: "load-test a REAPI v2 cache server (Ferrule, bazel-remote, ...) and print throughput and latency",
-		usage:   "[flags] --addr HOST:PORT",
+		usage:   "[flags] --addr HOST:PORT | --compare [--labels A,B] A.json B.json",
 		run:     runBench,
 	})
 }
@@ -64,8 +64,13 @@ func runBench(fs *flag.FlagSet, args []string) error {
 	fs.Uint64Var(&cfg.Seed, "seed", 0, "seed for the generated blobs (0: random, so each run writes new blobs)")
 	asJSON := fs.Bool("json", false, "print the results as JSON instead of a table")
 	allowRemote := fs.Bool("allow-remote", false, "allow a server address that is not on this machine (the benchmark writes a lot of data)")
+	compare := fs.Bool("compare", false, "instead of running, compare two files of --json results: ferrule bench --compare A.json B.json")
+	labels := fs.String("labels", "A,B", "with --compare, the `names` of the two sides")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *compare {
+		return compareBench(fs.Args(), *labels)
 	}
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))
@@ -109,6 +114,34 @@ func runBench(fs *flag.FlagSet, args []string) error {
 		return errors.New("some workloads had errors (see above)")
 	}
 	return nil
+}
+
+// compareBench prints the side-by-side table of two result files.
+func compareBench(files []string, labels string) error {
+	if len(files) != 2 {
+		return usagef("--compare takes two result files, got %d", len(files))
+	}
+	names := strings.Split(labels, ",")
+	if len(names) != 2 || names[0] == "" || names[1] == "" {
+		return usagef("--labels %q: want two comma-separated names", labels)
+	}
+	var sides [2][]*bench.Report
+	for i, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			return err
+		}
+		sides[i], err = bench.ReadReports(fh)
+		fh.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+	}
+	cs := bench.Compare(sides[0], sides[1])
+	if len(cs) == 0 {
+		return fmt.Errorf("%s and %s have no workload in common", files[0], files[1])
+	}
+	return bench.WriteComparison(os.Stdout, names[0], names[1], cs)
 }
 
 // benchAddr normalises the --addr value to host:port.

@@ -84,3 +84,13 @@ func TestBenchBadSize(t *testing.T) {
 		t.Errorf("stderr: %q", errb.String())
 	}
 }
+
+func TestBenchCompareNeedsTwoFiles(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"bench", "--compare", "only.json"}, &out, &errb); code != 2 {
+		t.Fatalf("exit %d, want 2; stderr: %s", code, errb.String())
+	}
+	if code := run([]string{"bench", "--compare", "/nonexistent/a.json", "/nonexistent/b.json"}, &out, &errb); code != 1 {
+		t.Fatalf("missing files: exit %d, want 1; stderr: %s", code, errb.String())
+	}
+}

@@ -246,3 +246,42 @@ func TestReportTableAndFailed(t *testing.T) {
 		t.Errorf("JSON lacks the error sample:\n%s", buf.String())
 	}
 }
+
+func TestCompare(t *testing.T) {
+	in := func(s string) []*Report {
+		t.Helper()
+		reps, err := ReadReports(strings.NewReader(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return reps
+	}
+	// Two runs appended to one file on each side, as the compare script does.
+	a := in(`{"workloads":[{"name":"findmissing","status":"ok","ops":10,"ops_per_s":300,"p99_ms":2}]}
+{"workloads":[{"name":"bs-read","status":"ok","ops":5,"ops_per_s":50,"mb_per_s":200,"p99_ms":9}]}`)
+	b := in(`{"workloads":[{"name":"findmissing","status":"ok","ops":10,"ops_per_s":100,"p99_ms":3}]}
+{"workloads":[{"name":"bs-read","status":"ok","ops":5,"ops_per_s":100,"mb_per_s":400,"p99_ms":4},
+ {"name":"bs-read-zstd","status":"skipped","note":"no zstd"}]}`)
+	cs := Compare(a, b)
+	if len(cs) != 2 || cs[0].Name != "findmissing" || cs[1].Name != "bs-read" {
+		t.Fatalf("Compare = %+v", cs)
+	}
+	if cs[0].Ratio != 3 || cs[1].Ratio != 0.5 {
+		t.Errorf("ratios %v, %v; want 3 and 0.5", cs[0].Ratio, cs[1].Ratio)
+	}
+	var buf bytes.Buffer
+	if err := WriteComparison(&buf, "ferrule", "other", cs); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"3.00x", "0.50x", "ferrule ops/s"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("comparison lacks %q:\n%s", want, buf.String())
+		}
+	}
+	if _, err := ReadReports(strings.NewReader("")); err == nil {
+		t.Error("ReadReports of nothing: no error")
+	}
+	if _, err := ReadReports(strings.NewReader("{not json")); err == nil {
+		t.Error("ReadReports of garbage: no error")
+	}
+}
