@@ -221,6 +221,14 @@ func (s *Server) startUpload(res resource) *upload {
 	u := &upload{res: res, pw: pw, done: make(chan struct{})}
 	go func() {
 		defer close(u.done)
+		defer func() {
+			// A store that panics must not take the server down.
+			if p := recover(); p != nil {
+				u.err = fmt.Errorf("store panicked storing %s: %v", res.key, p)
+				s.log.Error("upload panicked", "key", res.key.String(), "panic", p)
+				pr.CloseWithError(u.err)
+			}
+		}()
 		var src io.Reader = pr
 		if res.compressed {
 			z, err := cas.NewDecompressor(pr)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -555,4 +556,25 @@ func TestSameUploadTwoStreams(t *testing.T) {
 	if _, err := s1.CloseAndRecv(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestHugeDeclaredSize(t *testing.T) {
+	e := setup(t, bytestream.Options{})
+	ctx := context.Background()
+	h := strings.Repeat("ab", 32)
+	for _, res := range []string{
+		"uploads/u/blobs/" + h + "/9223372036854775807",
+		"uploads/u/compressed-blobs/zstd/" + h + "/9223372036854775807",
+	} {
+		payload := []byte("some bytes")
+		if strings.Contains(res, "zstd") {
+			payload = cas.Compress(payload)
+		}
+		_, err := write(ctx, e.c, res, 0, payload, 100, true)
+		if status.Code(err) != codes.InvalidArgument && status.Code(err) != codes.ResourceExhausted {
+			t.Errorf("%s: %v", res, err)
+		}
+	}
+	_, err := read(ctx, e.c, "blobs/"+h+"/9223372036854775807", 9223372036854775807, 0)
+	wantCode(t, err, codes.NotFound)
 }

@@ -175,6 +175,9 @@ func (s *Server) updateOne(ctx context.Context, instance string, fn repb.DigestF
 	if err != nil {
 		return err
 	}
+	if k.Size > s.maxBatchBytes {
+		return status.Errorf(codes.InvalidArgument, "blob %s/%d is larger than the batch limit of %d bytes; use ByteStream", k.Hash, k.Size, s.maxBatchBytes)
+	}
 	var src io.Reader
 	switch r.Compressor {
 	case repb.Compressor_IDENTITY:
@@ -224,7 +227,7 @@ func (s *Server) BatchReadBlobs(ctx context.Context, req *repb.BatchReadBlobsReq
 	var total int64
 	for _, d := range req.Digests {
 		if d.GetSizeBytes() > 0 {
-			total += d.SizeBytes
+			total += min(d.SizeBytes, s.maxBatchBytes+1) // no overflow
 		}
 		if total > s.maxBatchBytes {
 			return nil, status.Errorf(codes.InvalidArgument, "batch read of more than %d bytes (max_batch_total_size_bytes); use ByteStream for large blobs", s.maxBatchBytes)
@@ -260,12 +263,19 @@ func (s *Server) readOne(ctx context.Context, instance string, fn repb.DigestFun
 	return ReadBlob(ctx, s.store, k)
 }
 
+// MaxInMemoryBlob bounds the blobs ReadBlob reads whole (directories,
+// trees, batch reads).
+const MaxInMemoryBlob = 256 << 20
+
 // ReadBlob reads the whole blob k from st. The empty blob is always there.
 // A stored value whose length is not k.Size is reported as an internal
 // error rather than returned.
 func ReadBlob(ctx context.Context, st store.Store, k store.Key) ([]byte, error) {
 	if IsEmptyKey(k) {
 		return []byte{}, nil
+	}
+	if k.Size > MaxInMemoryBlob {
+		return nil, status.Errorf(codes.ResourceExhausted, "blob %s/%d is too large to read into memory (limit %d bytes)", k.Hash, k.Size, MaxInMemoryBlob)
 	}
 	rc, size, err := st.Get(ctx, k, 0)
 	if err != nil {

@@ -358,3 +358,33 @@ func TestVerify(t *testing.T) {
 		}
 	}
 }
+
+func TestHugeSizes(t *testing.T) {
+	c, _ := setup(t, 0)
+	ctx := context.Background()
+	h := dg(t, sha, []byte("x")).Hash
+	huge := &repb.Digest{Hash: h, SizeBytes: 1<<63 - 1}
+	_, err := c.BatchReadBlobs(ctx, &repb.BatchReadBlobsRequest{Digests: []*repb.Digest{huge, huge}})
+	wantCode(t, err, codes.InvalidArgument)
+	resp, err := c.BatchUpdateBlobs(ctx, &repb.BatchUpdateBlobsRequest{Requests: []*repb.BatchUpdateBlobsRequest_Request{
+		{Digest: huge, Data: []byte("x")},
+		{Digest: huge, Data: cas.Compress([]byte("x")), Compressor: repb.Compressor_ZSTD},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range resp.Responses {
+		if codes.Code(r.Status.Code) != codes.InvalidArgument {
+			t.Errorf("blob %d: %v", i, r.Status)
+		}
+	}
+	m, err := c.FindMissingBlobs(ctx, &repb.FindMissingBlobsRequest{BlobDigests: []*repb.Digest{huge}})
+	if err != nil || len(m.MissingBlobDigests) != 1 {
+		t.Fatalf("FindMissing of a huge digest: %v %v", m, err)
+	}
+	k := store.Key{Kind: store.CAS, Function: sha, Hash: h, Size: 1<<63 - 1}
+	v, _ := cas.Verify(k, bytes.NewReader([]byte("abc")))
+	if _, err := io.ReadAll(v); !errors.Is(err, cas.ErrSizeMismatch) {
+		t.Fatalf("Verify with a huge size: %v", err)
+	}
+}

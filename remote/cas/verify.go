@@ -51,7 +51,9 @@ func (v *verifier) Read(p []byte) (int, error) {
 	if v.done {
 		return 0, io.EOF
 	}
-	if rest := v.key.Size - v.n; int64(len(p)) > rest+1 {
+	// Read at most one byte past the declared size (written so that a
+	// size near the int64 limit cannot overflow).
+	if rest := v.key.Size - v.n; rest < int64(len(p)) {
 		p = p[:rest+1]
 	}
 	n, err := v.r.Read(p)

@@ -166,6 +166,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	code := http.StatusInternalServerError
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		http.Error(w, "request body ended early: "+err.Error(), http.StatusBadRequest)
+		return
+	}
 	switch status.Code(cas.Status(err)) {
 	case codes.NotFound:
 		code = http.StatusNotFound

@@ -1,9 +1,12 @@
 package httpcache_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -230,5 +233,34 @@ func TestConcurrentPuts(t *testing.T) {
 		if c != 200 {
 			t.Errorf("status %d (-2: a reader saw a partial blob)", c)
 		}
+	}
+}
+
+func TestTruncatedPut(t *testing.T) {
+	st := memory.New(0)
+	srv := httptest.NewServer(httpcache.New(st, httpcache.Options{}))
+	defer srv.Close()
+	data := bytes.Repeat([]byte("y"), 1000)
+	h := hash(t, data)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "PUT /cas/%s HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", h)
+	conn.Write(data[:300])
+	conn.(*net.TCPConn).CloseWrite()
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Fatal("truncated PUT succeeded")
+		}
+	}
+	conn.Close()
+	if n := st.Stats().Entries; n != 0 {
+		t.Fatalf("truncated PUT stored %d entries", n)
+	}
+	if code, _ := do(t, "GET", srv.URL+"/cas/"+h, nil); code != 404 {
+		t.Fatalf("GET after truncated PUT: %d", code)
 	}
 }

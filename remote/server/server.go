@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
@@ -22,10 +23,12 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
 
 	"github.com/ferrule-build/ferrule/remote/ac"
 	"github.com/ferrule-build/ferrule/remote/bytestream"
@@ -127,6 +130,8 @@ func New(cfg Config) (*Server, error) {
 			PermitWithoutStream: true,
 		}),
 		grpc.StatsHandler(grpcStats{s.metrics}),
+		grpc.ChainUnaryInterceptor(s.recoverUnary),
+		grpc.ChainStreamInterceptor(s.recoverStream),
 	)
 	s.CAS = cas.New(cfg.Store, cas.Options{MaxBatchBytes: cfg.MaxBatchBytes, Logger: cfg.Logger})
 	s.ByteStream = bytestream.New(cfg.Store, bytestream.Options{IdleTimeout: cfg.UploadIdleTimeout, Logger: cfg.Logger})
@@ -162,6 +167,28 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	return s, nil
+}
+
+// recoverUnary turns a panic in a handler into an INTERNAL status, so that
+// one bad request cannot take the server down.
+func (s *Server) recoverUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("handler panicked", "method", info.FullMethod, "panic", p, "stack", string(debug.Stack()))
+			err = status.Errorf(codes.Internal, "internal error in %s", info.FullMethod)
+		}
+	}()
+	return h(ctx, req)
+}
+
+func (s *Server) recoverStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("handler panicked", "method", info.FullMethod, "panic", p, "stack", string(debug.Stack()))
+			err = status.Errorf(codes.Internal, "internal error in %s", info.FullMethod)
+		}
+	}()
+	return h(srv, ss)
 }
 
 // GRPC returns the gRPC server, for registering more services before Serve.
@@ -283,20 +310,29 @@ func (s *Server) shutdown() {
 	s.ByteStream.Close()
 }
 
+// StoreStats is the store part of /status.
+type StoreStats struct {
+	Entries      int64 `json:"entries"`
+	Bytes        int64 `json:"bytes"`
+	MaxBytes     int64 `json:"max_bytes"`
+	Evictions    int64 `json:"evictions"`
+	EvictedBytes int64 `json:"evicted_bytes"`
+}
+
 // Status is the /status document.
 type Status struct {
-	Version          string      `json:"version,omitempty"`
-	GRPCAddress      string      `json:"grpc_address"`
-	HTTPAddress      string      `json:"http_address,omitempty"`
-	Store            string      `json:"store"`
-	StoreStats       store.Stats `json:"store_stats"`
-	MaxBatchBytes    int64       `json:"max_batch_total_size_bytes"`
-	ReadOnly         bool        `json:"read_only"`
-	Services         []string    `json:"services"`
-	UptimeSeconds    int64       `json:"uptime_seconds"`
-	Goroutines       int         `json:"goroutines"`
-	HeapAllocBytes   uint64      `json:"heap_alloc_bytes"`
-	ExecutionEnabled bool        `json:"execution_enabled"`
+	Version          string     `json:"version,omitempty"`
+	GRPCAddress      string     `json:"grpc_address"`
+	HTTPAddress      string     `json:"http_address,omitempty"`
+	Store            string     `json:"store"`
+	StoreStats       StoreStats `json:"store_stats"`
+	MaxBatchBytes    int64      `json:"max_batch_total_size_bytes"`
+	ReadOnly         bool       `json:"read_only"`
+	Services         []string   `json:"services"`
+	UptimeSeconds    int64      `json:"uptime_seconds"`
+	Goroutines       int        `json:"goroutines"`
+	HeapAllocBytes   uint64     `json:"heap_alloc_bytes"`
+	ExecutionEnabled bool       `json:"execution_enabled"`
 }
 
 func (s *Server) status() Status {
@@ -315,7 +351,8 @@ func (s *Server) status() Status {
 		st.HTTPAddress = a.String()
 	}
 	if sr, ok := s.cfg.Store.(store.StatsReporter); ok {
-		st.StoreStats = sr.Stats()
+		ss := sr.Stats()
+		st.StoreStats = StoreStats{Entries: ss.Entries, Bytes: ss.Bytes, MaxBytes: ss.MaxBytes, Evictions: ss.Evictions, EvictedBytes: ss.EvictedBytes}
 	}
 	s.mu.Lock()
 	st.Services = append([]string(nil), s.services...)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/ferrule-build/ferrule/remote/digest"
 	"github.com/ferrule-build/ferrule/remote/server"
+	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/memory"
 )
 
@@ -186,7 +187,9 @@ func TestServer(t *testing.T) {
 	}
 }
 
-type fakeExec struct{ repb.UnimplementedExecutionServer }
+type fakeExec struct {
+	repb.UnimplementedExecutionServer
+}
 
 func TestRegisterExecution(t *testing.T) {
 	r := start(t, server.Config{}, func(s *server.Server) {
@@ -232,5 +235,43 @@ func TestConfigErrors(t *testing.T) {
 	}
 	if err := s.Serve(context.Background()); err == nil {
 		t.Error("bad address served")
+	}
+}
+
+// panicStore panics on every call, like a buggy backend.
+type panicStore struct{}
+
+func (panicStore) Get(context.Context, store.Key, int64) (io.ReadCloser, int64, error) {
+	panic("get")
+}
+func (panicStore) Put(context.Context, store.Key, int64, io.Reader) error { panic("put") }
+func (panicStore) FindMissing(context.Context, []store.Key) ([]store.Key, error) {
+	panic("find")
+}
+
+func TestPanicsBecomeInternal(t *testing.T) {
+	r := start(t, server.Config{Store: panicStore{}}, nil)
+	ctx := context.Background()
+	d, _ := digest.Of(repb.DigestFunction_SHA256, []byte("x"))
+	_, err := repb.NewContentAddressableStorageClient(r.conn).FindMissingBlobs(ctx, &repb.FindMissingBlobsRequest{BlobDigests: []*repb.Digest{d}}, grpc.WaitForReady(true))
+	if status.Code(err) != codes.Internal {
+		t.Fatalf("FindMissingBlobs on a panicking store: %v", err)
+	}
+	rs, err := bspb.NewByteStreamClient(r.conn).Read(ctx, &bspb.ReadRequest{ResourceName: fmt.Sprintf("blobs/%s/1", d.Hash)})
+	if err == nil {
+		_, err = rs.Recv()
+	}
+	if status.Code(err) != codes.Internal {
+		t.Fatalf("Read on a panicking store: %v", err)
+	}
+	// Write: the first call (FindMissing) panics in the handler; the
+	// server must still be up afterwards.
+	ws, _ := bspb.NewByteStreamClient(r.conn).Write(ctx)
+	ws.Send(&bspb.WriteRequest{ResourceName: fmt.Sprintf("uploads/u/blobs/%s/1", d.Hash), Data: []byte("x"), FinishWrite: true})
+	if _, err := ws.CloseAndRecv(); status.Code(err) != codes.Internal {
+		t.Fatalf("Write on a panicking store: %v", err)
+	}
+	if _, err := repb.NewCapabilitiesClient(r.conn).GetCapabilities(ctx, &repb.GetCapabilitiesRequest{}); err != nil {
+		t.Fatalf("server down after panics: %v", err)
 	}
 }
