@@ -19,6 +19,7 @@ import (
 	"github.com/ferrule-build/ferrule/remote/cas"
 	"github.com/ferrule-build/ferrule/remote/server"
 	"github.com/ferrule-build/ferrule/remote/store"
+	"github.com/ferrule-build/ferrule/remote/store/disk"
 	"github.com/ferrule-build/ferrule/remote/store/memory"
 )
 
@@ -31,6 +32,7 @@ type serveConfig struct {
 	GRPCAddress       string        `yaml:"grpc_address"`
 	HTTPAddress       string        `yaml:"http_address"`
 	Store             string        `yaml:"store"`
+	Fsync             bool          `yaml:"fsync"`
 	MaxBatchBytes     int64         `yaml:"max_batch_total_size_bytes"`
 	ReadOnly          bool          `yaml:"read_only"`
 	Reflection        bool          `yaml:"grpc_reflection"`
@@ -54,7 +56,7 @@ func defaultServeConfig() serveConfig {
 		MaxSize:           10,
 		GRPCAddress:       defaultGRPCAddress,
 		HTTPAddress:       defaultHTTPAddress,
-		Store:             "memory",
+		Store:             "disk",
 		MaxBatchBytes:     cas.DefaultMaxBatchBytes,
 		LogLevel:          "info",
 		UploadIdleTimeout: time.Minute,
@@ -67,7 +69,8 @@ func bindServeFlags(fs *flag.FlagSet, c *serveConfig, configFile *string) {
 	fs.IntVar(&c.MaxSize, "max_size", c.MaxSize, "size bound of the store in GiB (least recently used entries are evicted)")
 	fs.StringVar(&c.GRPCAddress, "grpc_address", c.GRPCAddress, "gRPC listen address (REAPI: --remote_cache=grpc://ADDRESS)")
 	fs.StringVar(&c.HTTPAddress, "http_address", c.HTTPAddress, "HTTP listen address (HTTP cache: --remote_cache=http://ADDRESS, /metrics, /status); \"none\" disables HTTP")
-	fs.StringVar(&c.Store, "store", c.Store, "storage backend: memory")
+	fs.StringVar(&c.Store, "store", c.Store, "storage backend: disk (under --dir) or memory (lost on exit)")
+	fs.BoolVar(&c.Fsync, "fsync", c.Fsync, "disk store: flush every blob to stable storage before it becomes visible (survives power loss, slower)")
 	fs.Int64Var(&c.MaxBatchBytes, "max_batch_total_size_bytes", c.MaxBatchBytes, "limit on the blob bytes of one batch call")
 	fs.BoolVar(&c.ReadOnly, "read_only", c.ReadOnly, "refuse action cache writes and HTTP uploads")
 	fs.BoolVar(&c.Reflection, "grpc_reflection", c.Reflection, "register the gRPC reflection service")
@@ -134,9 +137,13 @@ func (c serveConfig) check() error {
 		return usagef("%v", err)
 	}
 	switch c.Store {
+	case "disk":
+		if c.Dir == "" {
+			return usagef("--dir must not be empty with --store disk")
+		}
 	case "memory":
 	default:
-		return usagef("unknown --store %q (memory)", c.Store)
+		return usagef("unknown --store %q (disk or memory)", c.Store)
 	}
 	return nil
 }
@@ -155,6 +162,15 @@ func openStore(c serveConfig, log *slog.Logger) (store.Store, string, error) {
 	switch c.Store {
 	case "memory":
 		return memory.New(max), fmt.Sprintf("memory store of up to %d GiB (lost on exit)", c.MaxSize), nil
+	case "disk":
+		start := time.Now()
+		d, err := disk.Open(disk.Options{Dir: c.Dir, MaxBytes: max, Fsync: c.Fsync, Logger: log})
+		if err != nil {
+			return nil, "", fmt.Errorf("opening the disk store in %s: %w", c.Dir, err)
+		}
+		st := d.Stats()
+		log.Info("disk store opened", "dir", c.Dir, "entries", st.Entries, "bytes", st.Bytes, "took", time.Since(start).Round(time.Millisecond))
+		return d, fmt.Sprintf("disk store in %s of up to %d GiB (%d entries, %.1f MiB at start)", c.Dir, c.MaxSize, st.Entries, float64(st.Bytes)/(1<<20)), nil
 	}
 	return nil, "", fmt.Errorf("unknown store %q", c.Store)
 }

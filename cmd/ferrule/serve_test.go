@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -14,9 +15,11 @@ import (
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	bspb "google.golang.org/genproto/googleapis/bytestream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/ferrule-build/ferrule/remote/digest"
 	"github.com/ferrule-build/ferrule/remote/server"
 )
 
@@ -40,6 +43,9 @@ func TestServeDefaults(t *testing.T) {
 	}
 	if c.MaxSize <= 0 {
 		t.Errorf("default max_size %d", c.MaxSize)
+	}
+	if c.Store != "disk" {
+		t.Errorf("default store %q, want the disk store", c.Store)
 	}
 }
 
@@ -74,6 +80,7 @@ func TestServeBadFlags(t *testing.T) {
 		{"--log_level", "loud"},
 		{"--max_batch_total_size_bytes", "0"},
 		{"--grpc_address", ""},
+		{"--dir", ""},
 		{"extra"},
 	} {
 		if _, err := loadForTest(t, args...); err == nil {
@@ -86,32 +93,56 @@ func TestServeBadFlags(t *testing.T) {
 	}
 }
 
-func TestServeRuns(t *testing.T) {
-	c, err := loadForTest(t, "--grpc_address", "127.0.0.1:0", "--http_address", "127.0.0.1:0", "--dir", t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+// startServe runs runServe with c until the returned stop is called.
+func startServe(t *testing.T, c serveConfig) (*server.Server, *bytes.Buffer, func()) {
+	t.Helper()
 	ready := make(chan *server.Server, 1)
 	serveReady = func(s *server.Server) { ready <- s }
 	defer func() { serveReady = nil }()
 	ctx, cancel := context.WithCancel(context.Background())
-	var out bytes.Buffer
+	out := &bytes.Buffer{}
 	done := make(chan error, 1)
-	go func() { done <- runServe(ctx, c, &out) }()
-	var srv *server.Server
+	go func() { done <- runServe(ctx, c, out) }()
 	select {
-	case srv = <-ready:
+	case srv := <-ready:
+		return srv, out, func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		}
 	case err := <-done:
+		cancel()
 		t.Fatalf("serve ended: %v\n%s", err, out.String())
 	}
+	return nil, nil, nil
+}
+
+func TestServeRuns(t *testing.T) {
+	dir := t.TempDir()
+	c, err := loadForTest(t, "--grpc_address", "127.0.0.1:0", "--http_address", "127.0.0.1:0", "--dir", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, out, stop := startServe(t, c)
+	ctx := context.Background()
 	conn, err := grpc.NewClient(srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
 	caps, err := repb.NewCapabilitiesClient(conn).GetCapabilities(ctx, &repb.GetCapabilitiesRequest{}, grpc.WaitForReady(true))
 	if err != nil || caps.LowApiVersion.Major != 2 {
 		t.Fatalf("capabilities: %v %v", caps, err)
+	}
+	blob := []byte("kept across restarts")
+	d, _ := digest.Of(repb.DigestFunction_SHA256, blob)
+	ws, err := bspb.NewByteStreamClient(conn).Write(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws.Send(&bspb.WriteRequest{ResourceName: fmt.Sprintf("uploads/u/blobs/%s/%d", d.Hash, d.SizeBytes), Data: blob, FinishWrite: true})
+	if _, err := ws.CloseAndRecv(); err != nil {
+		t.Fatal(err)
 	}
 	resp, err := http.Get("http://" + srv.HTTPAddr().String() + "/status")
 	if err != nil {
@@ -120,16 +151,31 @@ func TestServeRuns(t *testing.T) {
 	var st server.Status
 	json.NewDecoder(resp.Body).Decode(&st)
 	resp.Body.Close()
-	if st.Store == "" {
-		t.Errorf("/status names no store: %+v", st)
+	if !strings.Contains(st.Store, "disk store in "+dir) || st.StoreStats.Entries != 1 {
+		t.Errorf("/status: %+v", st)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"gRPC on " + srv.GRPCAddr().String(), "HTTP on", "storing in"} {
+	conn.Close()
+	stop()
+	for _, want := range []string{"gRPC on " + srv.GRPCAddr().String(), "HTTP on", "disk store in " + dir} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
+	}
+
+	// Restart on the same directory: the blob is still there.
+	srv, _, stop = startServe(t, c)
+	defer stop()
+	conn, err = grpc.NewClient(srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rs, err := bspb.NewByteStreamClient(conn).Read(ctx, &bspb.ReadRequest{ResourceName: fmt.Sprintf("blobs/%s/%d", d.Hash, d.SizeBytes)}, grpc.WaitForReady(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := rs.Recv()
+	if err != nil || !bytes.Equal(r.Data, blob) {
+		t.Fatalf("read after restart: %v %v", r, err)
 	}
 }
