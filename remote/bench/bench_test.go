@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -15,11 +17,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 
-	"github.com/ferrule-build/ferrule/remote/ac"
 	"github.com/ferrule-build/ferrule/remote/bench"
-	"github.com/ferrule-build/ferrule/remote/bytestream"
-	"github.com/ferrule-build/ferrule/remote/capabilities"
-	"github.com/ferrule-build/ferrule/remote/cas"
+	"github.com/ferrule-build/ferrule/remote/server"
 	"github.com/ferrule-build/ferrule/remote/store/memory"
 )
 
@@ -54,20 +53,36 @@ func tiny(workloads ...string) bench.Config {
 	return c
 }
 
-// TestRunAgainstFerruleServices runs every workload against Ferrule's own
-// REAPI services over an in-memory store, in process.
-func TestRunAgainstFerruleServices(t *testing.T) {
+// TestRunAgainstFerruleServer runs every workload against Ferrule's own
+// server (what `ferrule serve` runs) over an in-memory store, in process,
+// on a loopback port.
+func TestRunAgainstFerruleServer(t *testing.T) {
 	st := memory.New(0)
-	g := grpc.NewServer(grpc.MaxRecvMsgSize(16 << 20))
-	capabilities.New(capabilities.Options{UpdateEnabled: true}).Register(g)
-	cas.New(st, cas.Options{}).Register(g)
-	bs := bytestream.New(st, bytestream.Options{})
-	bs.Register(g)
-	ac.New(st, ac.Options{}).Register(g)
-	dial := serve(t, g)
+	srv, err := server.New(server.Config{
+		GRPCAddress: "127.0.0.1:0",
+		Store:       st,
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	cfg := tiny()
+	cfg.Addr = srv.GRPCAddr().String()
 
 	var progress bytes.Buffer
-	rep, err := bench.Run(context.Background(), tiny(), &progress, dial)
+	rep, err := bench.Run(context.Background(), cfg, &progress)
 	if err != nil {
 		t.Fatalf("Run: %v\n%s", err, progress.String())
 	}
