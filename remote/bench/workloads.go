@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -225,21 +226,29 @@ func (e *env) largePool(ctx context.Context) error {
 func (e *env) findMissingOp() opFunc {
 	present := int(float64(e.cfg.FindDigests)*e.cfg.PresentFraction + 0.5)
 	missing := e.cfg.FindDigests - present
+	// Digests that are never uploaded stay missing, so one pool of them,
+	// made up front, serves every call and keeps the client's own work per
+	// call small (it shares the machine with the server it measures).
+	pool := make([]*repb.Digest, max(4*missing, 1))
+	want := make(map[string]bool, len(pool))
+	rng := rand.New(rand.NewPCG(e.cfg.Seed, 0xf1d))
+	for i := range pool {
+		pool[i] = randomDigest(rng)
+		want[pool[i].Hash] = true
+	}
 	return func(ctx context.Context, w *worker, seq int64) (opResult, error) {
 		req := &repb.FindMissingBlobsRequest{
 			InstanceName:   e.cfg.Instance,
 			DigestFunction: repb.DigestFunction_SHA256,
 			BlobDigests:    make([]*repb.Digest, 0, e.cfg.FindDigests),
 		}
-		want := make(map[string]bool, missing)
 		start := w.rng.IntN(len(e.small))
 		for i := 0; i < present; i++ {
 			req.BlobDigests = append(req.BlobDigests, e.small[(start+i)%len(e.small)])
 		}
+		start = w.rng.IntN(len(pool))
 		for i := 0; i < missing; i++ {
-			d := randomDigest(w.rng)
-			want[d.Hash] = true
-			req.BlobDigests = append(req.BlobDigests, d)
+			req.BlobDigests = append(req.BlobDigests, pool[(start+i)%len(pool)])
 		}
 		// Interleave present and missing digests as a build's would be.
 		w.rng.Shuffle(len(req.BlobDigests), func(i, j int) {
