@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Ferrule's main job on its embedded default: `ferrule serve` with its local
+# disk store, and a real build of the example CPython extension modules
+# (//examples/...) through it, twice: the second time after
+# `bazel clean --expunge`, so every action should come from the cache.
+#
+# Runs the set-up step first (idempotent). Everything it creates is under
+# .ferrule/demo/ (the server's store, Bazel's output root, logs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo="$PWD"
+say() { printf '==> %s\n' "$*"; }
+
+./tools/setup.sh
+
+demo="$repo/.ferrule/demo"
+mkdir -p "$demo/bin" "$demo/logs"
+say "building ferrule"
+go build -o "$demo/bin/ferrule" ./cmd/ferrule
+
+grpc_addr="${FERRULE_DEMO_GRPC:-127.0.0.1:9092}"
+http_addr="${FERRULE_DEMO_HTTP:-127.0.0.1:9090}"
+targets=("${@:-//examples/...}")
+bazel_startup=(--output_user_root="$demo/bazel-root")
+
+say "starting ferrule serve (disk store in $demo/cache, gRPC $grpc_addr, HTTP $http_addr)"
+"$demo/bin/ferrule" serve --dir "$demo/cache" --grpc_address "$grpc_addr" --http_address "$http_addr" \
+  > "$demo/logs/serve.log" 2>&1 &
+server=$!
+cleanup() {
+  kill "$server" 2>/dev/null || true
+  wait "$server" 2>/dev/null || true
+  bazel "${bazel_startup[@]}" shutdown >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+for _ in $(seq 100); do
+  if curl -fsS "http://$http_addr/status" >/dev/null 2>&1; then break; fi
+  if ! kill -0 "$server" 2>/dev/null; then
+    echo "demo: ferrule serve exited; its log:" >&2
+    cat "$demo/logs/serve.log" >&2
+    exit 1
+  fi
+  sleep 0.2
+done
+
+build() { # build NAME: one build of the targets through the cache
+  local name="$1"
+  bazel "${bazel_startup[@]}" build --symlink_prefix=/ --color=no --curses=no \
+    --remote_cache="grpc://$grpc_addr" \
+    --execution_log_json_file="$demo/logs/$name.exec.json" \
+    "${targets[@]}" 2>&1 | tee "$demo/logs/$name.log" | grep -E '^(INFO: [0-9]+ processes|INFO: Elapsed|ERROR)' || true
+  if [ "${PIPESTATUS[0]}" != 0 ]; then
+    echo "demo: the $name build failed; see $demo/logs/$name.log" >&2
+    exit 1
+  fi
+}
+
+say "build 1: cold local cache, results uploaded to ferrule serve"
+bazel "${bazel_startup[@]}" clean --expunge >/dev/null 2>&1 || true
+build first
+say "bazel clean --expunge"
+bazel "${bazel_startup[@]}" clean --expunge >/dev/null 2>&1
+say "build 2: everything from ferrule serve"
+build second
+
+"$demo/bin/ferrule" explain --summary "$demo/logs/first.exec.json" "$demo/logs/second.exec.json"
