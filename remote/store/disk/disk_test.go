@@ -362,11 +362,3 @@ func TestSweepRemovesOrphans(t *testing.T) {
 		t.Error("sweep damaged an indexed blob")
 	}
 }
-
-func mustHash(t testing.TB, h string) [32]byte {
-	_, b, err := keyOf(store.Key{Kind: store.CAS, Function: repb.DigestFunction_SHA256, Hash: h})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
