@@ -128,7 +128,9 @@ func (s *Server) Read(req *bspb.ReadRequest, stream bspb.ByteStream_ReadServer) 
 	}
 	src = io.LimitReader(src, n)
 
-	w := &chunkSender{stream: stream, buf: make([]byte, 0, ChunkSize)}
+	bufp := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(bufp)
+	w := &chunkSender{stream: stream, buf: (*bufp)[:0]}
 	if r.compressed {
 		z := cas.NewCompressor(w)
 		if _, err := io.Copy(z, src); err != nil {
@@ -139,11 +141,22 @@ func (s *Server) Read(req *bspb.ReadRequest, stream bspb.ByteStream_ReadServer) 
 			return readErr(ctx, k, err)
 		}
 	} else {
-		if got, err := io.Copy(w, src); err != nil {
-			return readErr(ctx, k, err)
-		} else if got != n {
-			return status.Errorf(codes.Internal, "blob %s: stored value ended after %d of %d bytes", k, got, n)
+		// Read straight into the message buffer: no intermediate copy.
+		buf := *bufp
+		for sent := int64(0); sent < n; {
+			m, err := io.ReadFull(src, buf[:min(int64(len(buf)), n-sent)])
+			if err != nil {
+				if err == io.ErrUnexpectedEOF || err == io.EOF {
+					return status.Errorf(codes.Internal, "blob %s: stored value ended after %d of %d bytes", k, sent+int64(m), n)
+				}
+				return readErr(ctx, k, err)
+			}
+			if err := stream.Send(&bspb.ReadResponse{Data: buf[:m]}); err != nil {
+				return readErr(ctx, k, err)
+			}
+			sent += int64(m)
 		}
+		return nil
 	}
 	return readErr(ctx, k, w.flush())
 }
@@ -160,6 +173,13 @@ func readErr(ctx context.Context, k store.Key, err error) error {
 	}
 	return status.Errorf(codes.Internal, "reading %s: %v", k, err)
 }
+
+// chunkPool holds ChunkSize buffers for Read. Send serializes a message
+// before it returns, so a buffer can be reused right after.
+var chunkPool = sync.Pool{New: func() any {
+	b := make([]byte, ChunkSize)
+	return &b
+}}
 
 type eofReader struct{}
 

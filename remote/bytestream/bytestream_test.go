@@ -25,19 +25,38 @@ import (
 	"github.com/ferrule-build/ferrule/remote/cas"
 	"github.com/ferrule-build/ferrule/remote/digest"
 	"github.com/ferrule-build/ferrule/remote/store"
+	"github.com/ferrule-build/ferrule/remote/store/disk"
 	"github.com/ferrule-build/ferrule/remote/store/memory"
 )
 
 const sha = repb.DigestFunction_SHA256
 
+type testStore interface {
+	store.Store
+	store.StatsReporter
+}
+
 type env struct {
 	c  bspb.ByteStreamClient
-	st *memory.Store
+	st testStore
+}
+
+// newStore makes the store the tests run on: memory, or the disk store
+// under TestOnDisk.
+var newStore = func(t *testing.T) testStore { return memory.New(0) }
+
+func diskStore(t *testing.T) testStore {
+	d, err := disk.Open(disk.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
 }
 
 func setup(t *testing.T, o bytestream.Options) env {
 	t.Helper()
-	st := memory.New(0)
+	st := newStore(t)
 	lis := bufconn.Listen(1 << 20)
 	g := grpc.NewServer()
 	srv := bytestream.New(st, o)
@@ -577,4 +596,17 @@ func TestHugeDeclaredSize(t *testing.T) {
 	}
 	_, err := read(ctx, e.c, "blobs/"+h+"/9223372036854775807", 9223372036854775807, 0)
 	wantCode(t, err, codes.NotFound)
+}
+
+// TestOnDisk runs the tests that matter most for atomicity on the disk
+// store as well.
+func TestOnDisk(t *testing.T) {
+	saved := newStore
+	newStore = diskStore
+	defer func() { newStore = saved }()
+	t.Run("WriteRejects", TestWriteRejects)
+	t.Run("ZstdBomb", TestZstdBomb)
+	t.Run("DisconnectAndResume", TestDisconnectAndResume)
+	t.Run("ConcurrentWritersAndReaders", TestConcurrentWritersAndReaders)
+	t.Run("WriteRead", TestWriteRead)
 }
