@@ -56,8 +56,8 @@ func newMetrics(st store.Store) *metrics {
 	}
 	m.reg.MustRegister(m.calls, m.received, m.sent, m.http, m.httpIn, m.httpOut,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if sr, ok := st.(store.StatsReporter); ok {
-		m.reg.MustRegister(storeCollector{sr})
+	if _, ok := store.StatsOf(st); ok {
+		m.reg.MustRegister(storeCollector{st})
 	}
 	return m
 }
@@ -70,8 +70,9 @@ var (
 	descEvicted   = prometheus.NewDesc("ferrule_store_evicted_bytes_total", "Bytes evicted from the store.", nil, nil)
 )
 
-// storeCollector reports a store's Stats at scrape time.
-type storeCollector struct{ sr store.StatsReporter }
+// storeCollector reports a store's Stats (through its decorators) at
+// scrape time.
+type storeCollector struct{ st store.Store }
 
 func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descEntries, descBytes, descMaxBytes, descEvictions, descEvicted} {
@@ -80,7 +81,7 @@ func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.sr.Stats()
+	s, _ := store.StatsOf(c.st)
 	ch <- prometheus.MustNewConstMetric(descEntries, prometheus.GaugeValue, float64(s.Entries))
 	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(s.Bytes))
 	ch <- prometheus.MustNewConstMetric(descMaxBytes, prometheus.GaugeValue, float64(s.MaxBytes))

@@ -350,8 +350,7 @@ func (s *Server) status() Status {
 	if a := s.HTTPAddr(); a != nil {
 		st.HTTPAddress = a.String()
 	}
-	if sr, ok := s.cfg.Store.(store.StatsReporter); ok {
-		ss := sr.Stats()
+	if ss, ok := store.StatsOf(s.cfg.Store); ok {
 		st.StoreStats = StoreStats{Entries: ss.Entries, Bytes: ss.Bytes, MaxBytes: ss.MaxBytes, Evictions: ss.Evictions, EvictedBytes: ss.EvictedBytes}
 	}
 	s.mu.Lock()

@@ -72,7 +72,8 @@ func start(t *testing.T, cfg server.Config, before func(*server.Server)) *runnin
 }
 
 func TestServer(t *testing.T) {
-	r := start(t, server.Config{Version: "test"}, nil)
+	// A decorated store: stats are found through the decorator.
+	r := start(t, server.Config{Version: "test", Store: store.Verifying(memory.New(0))}, nil)
 	ctx := context.Background()
 
 	h, err := healthpb.NewHealthClient(r.conn).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true))
