@@ -6,7 +6,10 @@ A user's WORKSPACE gets them with:
     ferrule_dependencies()
 """
 
+load("//toolchains/bindgen:repository.bzl", "ferrule_bindgen_repository")
 load("//toolchains/go:sdk.bzl", "ferrule_go_sdk")
+load("//toolchains/python:repository.bzl", "ferrule_python_headers")
+load("//toolchains/rust:repository.bzl", "ferrule_rust_repository")
 
 def _rules_cc_impl(rctx):
     # Debian's rules_cc 0.0.4 does not load on Bazel 4.2.3, and Bazel's default
@@ -88,3 +91,6 @@ def ferrule_dependencies():
     _maybe(_debian_repo, "bazel_skylib", path = "/usr/share/bazel/tools/skylib", package = "bazel-skylib")
     _maybe(_debian_repo, "rules_java", path = "/usr/share/bazel/rules/java", package = "bazel-rules-java")
     _maybe(ferrule_go_sdk, "ferrule_go_sdk")
+    _maybe(ferrule_rust_repository, "ferrule_rust")
+    _maybe(ferrule_bindgen_repository, "ferrule_bindgen")
+    _maybe(ferrule_python_headers, "ferrule_python")

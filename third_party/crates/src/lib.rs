@@ -1,0 +1,1 @@
+// Placeholder so Cargo accepts the manifest; Bazel never builds it.

@@ -1,0 +1,89 @@
+"""A repository holding a Rust toolchain: rustc, its libraries and the target's standard library.
+
+The toolchain is found, in order: the `rustc` attribute, the FERRULE_RUSTC
+environment variable, `rustc` on PATH, or ~/.cargo/bin/rustc. When that is a
+rustup proxy, `rustc --print sysroot` names the real toolchain, whose files
+are linked here, so actions run the compiler directly (with --sysroot) and
+never need HOME or RUSTUP_HOME.
+"""
+
+def _find_rustc(rctx):
+    if rctx.attr.rustc:
+        return rctx.path(rctx.attr.rustc)
+    env = rctx.os.environ.get("FERRULE_RUSTC", "")
+    if env:
+        return rctx.path(env)
+    found = rctx.which("rustc")
+    if found:
+        return found
+    home = rctx.os.environ.get("HOME", "")
+    if home and rctx.path(home + "/.cargo/bin/rustc").exists:
+        return rctx.path(home + "/.cargo/bin/rustc")
+    fail("ferrule_rust_repository: no rustc found: install Rust (rustup), put rustc on PATH, or set FERRULE_RUSTC")
+
+def _run(rctx, args):
+    res = rctx.execute(args)
+    if res.return_code != 0:
+        fail("ferrule_rust_repository: `{}` failed: {}".format(" ".join([str(a) for a in args]), res.stderr))
+    return res.stdout
+
+def _rust_repository_impl(rctx):
+    rustc = _find_rustc(rctx)
+    sysroot = rctx.path(_run(rctx, [rustc, "--print", "sysroot"]).strip())
+    info = {}
+    for line in _run(rctx, [rustc, "-vV"]).splitlines():
+        k, sep, v = line.partition(": ")
+        if sep:
+            info[k] = v.strip()
+    host = info.get("host", "")
+    release = info.get("release", "")
+    if not host or not release:
+        fail("ferrule_rust_repository: cannot parse `rustc -vV` of {}".format(rustc))
+    target = rctx.attr.target or host
+    real = sysroot.get_child("bin").get_child("rustc")
+    if not real.exists:
+        fail("ferrule_rust_repository: {} has no bin/rustc".format(sysroot))
+    rctx.symlink(real, "bin/rustc")
+    for child in sysroot.get_child("lib").readdir():
+        if child.basename.endswith(".so") or ".so." in child.basename:
+            rctx.symlink(child, "lib/" + child.basename)
+    for triple in ([host] if host == target else [host, target]):
+        d = sysroot.get_child("lib").get_child("rustlib").get_child(triple)
+        if not d.exists:
+            fail("ferrule_rust_repository: the standard library for {} is not installed in {} (rustup target add {})".format(triple, sysroot, triple))
+        rctx.symlink(d, "lib/rustlib/" + triple)
+    rctx.file("WORKSPACE", 'workspace(name = "{}")\n'.format(rctx.name))
+    rctx.file("version.bzl", 'RUSTC_VERSION = "{}"\nRUSTC_COMMIT = "{}"\nHOST = "{}"\nTARGET = "{}"\n'.format(
+        release,
+        info.get("commit-hash", "unknown"),
+        host,
+        target,
+    ))
+    rctx.file("BUILD.bazel", """\
+load("@ferrule//rules/private:toolchain.bzl", "rust_toolchain")
+
+package(default_visibility = ["//visibility:public"])
+
+# rustc {release} ({commit}), host {host}, target {target}.
+rust_toolchain(
+    name = "toolchain",
+    rustc = "bin/rustc",
+    rustc_lib = glob(["lib/*.so", "lib/*.so.*"]),
+    host_files = glob(["lib/rustlib/{host}/**"]),
+    target_files = glob(["lib/rustlib/{target}/**"]),
+    version = "{release}",
+    host_triple = "{host}",
+    target_triple = "{target}",
+)
+""".format(release = release, commit = info.get("commit-hash", "unknown"), host = host, target = target))
+
+ferrule_rust_repository = repository_rule(
+    implementation = _rust_repository_impl,
+    attrs = {
+        "rustc": attr.string(doc = "Absolute path of rustc (or a rustup proxy); default: FERRULE_RUSTC, PATH, ~/.cargo/bin."),
+        "target": attr.string(doc = "Target triple to build for; default: rustc's host. Its standard library must be installed."),
+    },
+    environ = ["FERRULE_RUSTC", "PATH", "RUSTUP_TOOLCHAIN"],
+    local = True,
+    doc = "Links a local Rust toolchain (found via `rustc --print sysroot`) into a repository with a :toolchain target.",
+)
