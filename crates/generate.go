@@ -125,7 +125,7 @@ func Generate(o Options) (*Result, error) {
 			r := state[p]
 			c, err := applyFeatures(r, o.Target, func(d Dep) (bool, error) { return activateDep(d, p.LockDeps, p.Name+" "+p.Version) })
 			if err != nil {
-				return nil, fmt.Errorf("crate %s %s: %v", p.Name, p.Version, err)
+				return nil, err
 			}
 			changed = changed || c
 		}
@@ -275,7 +275,7 @@ func applyFeatures(r *resolved, triple string, activate func(Dep) (bool, error))
 		for _, d := range group.deps {
 			ok, err := matchTarget(d.Target, triple)
 			if err != nil {
-				return false, err
+				return false, fmt.Errorf("crate %s %s: %v", p.Name, p.Version, err)
 			}
 			if !ok {
 				continue

@@ -52,7 +52,7 @@ func runBindgen(args []string, stdout, stderr io.Writer) error {
 	bargs = append(bargs, "--")
 	bargs = append(bargs, clangArgs...)
 	cmd := exec.Command(absPath(*bindgen, wd), bargs...)
-	env := os.Environ()
+	env := append(os.Environ(), "RUST_BACKTRACE=0")
 	if *libclang != "" {
 		env = append(env, "LIBCLANG_PATH="+filepath.Dir(absPath(*libclang, wd)))
 	}
@@ -94,7 +94,10 @@ func summariseBindgenError(s, wd string) string {
 		if panicLine.MatchString(l) {
 			keep = append(keep, l)
 			if i+1 < len(lines) {
-				keep = append(keep, lines[i+1])
+				next := strings.TrimSpace(lines[i+1])
+				if next != "" && !strings.HasPrefix(next, "stack backtrace") && !strings.HasPrefix(next, "note:") {
+					keep = append(keep, lines[i+1])
+				}
 			}
 			break
 		}

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestParseBuildScriptOutput(t *testing.T) {
+	out := strings.Join([]string{
+		"cargo:rustc-cfg=wrap_proc_macro",
+		"cargo::rustc-cfg=feature=\"x\"",
+		"cargo:rustc-check-cfg=cfg(fuzzing)",
+		"cargo:rerun-if-changed=build.rs",
+		"cargo:rustc-env=GENERATED=/sandbox/17/execroot/ws/bazel-out/x.rs",
+		"cargo:rustc-link-lib=static=foo",
+		"cargo:rustc-link-search=native=/sandbox/17/execroot/ws/out",
+		"cargo:rustc-flags=-l bar -L/usr/lib",
+		"cargo:rustc-link-arg=-Wl,--as-needed",
+		"cargo:warning=careful",
+		"cargo:some_metadata=1",
+		"not a directive",
+		"",
+	}, "\n")
+	b, err := parseBuildScriptOutput(out, "/sandbox/17/execroot/ws")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &buildScriptFlags{
+		cfgs:       []string{"wrap_proc_macro", `feature="x"`},
+		env:        []string{"GENERATED=${pwd}/bazel-out/x.rs"},
+		linkLibs:   []string{"static=foo", "bar"},
+		linkSearch: []string{"native=${pwd}/out", "/usr/lib"},
+		linkArgs:   []string{"-Wl,--as-needed"},
+		warnings:   []string{"careful"},
+	}
+	if !reflect.DeepEqual(b, want) {
+		t.Errorf("got %+v\nwant %+v", b, want)
+	}
+
+	// The encoded form reads back to the same flags (warnings aside).
+	path := filepath.Join(t.TempDir(), "flags")
+	if err := os.WriteFile(path, []byte(b.encode()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	back, err := readBuildScriptFlags(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want.warnings = nil
+	if !reflect.DeepEqual(back, want) {
+		t.Errorf("round trip: got %+v\nwant %+v", back, want)
+	}
+	args := back.rustcArgs()
+	if strings.Join(args, " ") != `--cfg wrap_proc_macro --cfg feature="x" -L native=${pwd}/out -L /usr/lib -l static=foo -l bar -Clink-arg=-Wl,--as-needed` {
+		t.Errorf("rustc args = %q", args)
+	}
+}
+
+func TestParseBuildScriptOutputErrors(t *testing.T) {
+	for _, bad := range []string{
+		"cargo:rustc-env=NOEQUALS",
+		"cargo:rustc-flags=-Wall",
+		"cargo:error=the C library is missing",
+		"cargo:missing-equals",
+	} {
+		if _, err := parseBuildScriptOutput(bad, "/x"); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+func TestCfgEnv(t *testing.T) {
+	got := cfgEnv("debug_assertions\npanic=\"unwind\"\ntarget_arch=\"x86_64\"\ntarget_feature=\"sse\"\ntarget_feature=\"sse2\"\nunix\n")
+	want := []string{"CARGO_CFG_PANIC=unwind", "CARGO_CFG_TARGET_ARCH=x86_64", "CARGO_CFG_TARGET_FEATURE=sse,sse2", "CARGO_CFG_UNIX="}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestRustcUsageErrors(t *testing.T) {
+	var out, errb strings.Builder
+	if err := runRustc([]string{"--rustc", "x"}, &out, &errb); err == nil {
+		t.Error("no rustc args: no error")
+	}
+	if err := runRustc([]string{"--env", "NOEQ", "--rustc", "x", "--", "a.rs"}, &out, &errb); err == nil || !strings.Contains(err.Error(), "NOEQ") {
+		t.Errorf("bad --env: %v", err)
+	}
+}
