@@ -9,13 +9,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
-
-	"github.com/ferrule-build/ferrule/remote/store"
 )
 
 // metrics are the server's Prometheus metrics: per gRPC method the calls by
 // code (hits and misses of GetActionResult and reads show as OK and
-// NotFound), bytes received and sent; the store's size and evictions.
+// NotFound), bytes received and sent; the same for the HTTP cache. The
+// store's hits, misses, bytes, size and evictions come from the
+// store.Metrics decorator on the same registry.
 type metrics struct {
 	reg      *prometheus.Registry
 	calls    *prometheus.CounterVec
@@ -26,7 +26,7 @@ type metrics struct {
 	httpOut  *prometheus.CounterVec
 }
 
-func newMetrics(st store.Store) *metrics {
+func newMetrics() *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -56,37 +56,7 @@ func newMetrics(st store.Store) *metrics {
 	}
 	m.reg.MustRegister(m.calls, m.received, m.sent, m.http, m.httpIn, m.httpOut,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if _, ok := store.StatsOf(st); ok {
-		m.reg.MustRegister(storeCollector{st})
-	}
 	return m
-}
-
-var (
-	descEntries   = prometheus.NewDesc("ferrule_store_entries", "Entries in the store.", nil, nil)
-	descBytes     = prometheus.NewDesc("ferrule_store_bytes", "Bytes held by the store.", nil, nil)
-	descMaxBytes  = prometheus.NewDesc("ferrule_store_max_bytes", "The store's size bound in bytes (0: none).", nil, nil)
-	descEvictions = prometheus.NewDesc("ferrule_store_evictions_total", "Entries evicted from the store.", nil, nil)
-	descEvicted   = prometheus.NewDesc("ferrule_store_evicted_bytes_total", "Bytes evicted from the store.", nil, nil)
-)
-
-// storeCollector reports a store's Stats (through its decorators) at
-// scrape time.
-type storeCollector struct{ st store.Store }
-
-func (c storeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descEntries, descBytes, descMaxBytes, descEvictions, descEvicted} {
-		ch <- d
-	}
-}
-
-func (c storeCollector) Collect(ch chan<- prometheus.Metric) {
-	s, _ := store.StatsOf(c.st)
-	ch <- prometheus.MustNewConstMetric(descEntries, prometheus.GaugeValue, float64(s.Entries))
-	ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(s.Bytes))
-	ch <- prometheus.MustNewConstMetric(descMaxBytes, prometheus.GaugeValue, float64(s.MaxBytes))
-	ch <- prometheus.MustNewConstMetric(descEvictions, prometheus.CounterValue, float64(s.Evictions))
-	ch <- prometheus.MustNewConstMetric(descEvicted, prometheus.CounterValue, float64(s.EvictedBytes))
 }
 
 type methodKey struct{}

@@ -72,6 +72,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
+	store   store.Store // cfg.Store with metrics
 	started time.Time
 
 	grpc   *grpc.Server
@@ -117,7 +118,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Store), started: time.Now()}
+	s := &Server{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), started: time.Now()}
+	st, err := store.Metrics(cfg.Store, s.metrics.reg)
+	if err != nil {
+		return nil, fmt.Errorf("server: store metrics: %w", err)
+	}
+	s.store = st
 
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(recvLimit(cfg.MaxBatchBytes)),
@@ -133,9 +139,9 @@ func New(cfg Config) (*Server, error) {
 		grpc.ChainUnaryInterceptor(s.recoverUnary),
 		grpc.ChainStreamInterceptor(s.recoverStream),
 	)
-	s.CAS = cas.New(cfg.Store, cas.Options{MaxBatchBytes: cfg.MaxBatchBytes, Logger: cfg.Logger})
-	s.ByteStream = bytestream.New(cfg.Store, bytestream.Options{IdleTimeout: cfg.UploadIdleTimeout, Logger: cfg.Logger})
-	s.ActionCache = ac.New(cfg.Store, ac.Options{ReadOnly: cfg.ReadOnly, Logger: cfg.Logger})
+	s.CAS = cas.New(st, cas.Options{MaxBatchBytes: cfg.MaxBatchBytes, Logger: cfg.Logger})
+	s.ByteStream = bytestream.New(st, bytestream.Options{IdleTimeout: cfg.UploadIdleTimeout, Logger: cfg.Logger})
+	s.ActionCache = ac.New(st, ac.Options{ReadOnly: cfg.ReadOnly, Logger: cfg.Logger})
 	s.Capabilities = capabilities.New(capabilities.Options{MaxBatchBytes: cfg.MaxBatchBytes, UpdateEnabled: !cfg.ReadOnly})
 	s.CAS.Register(s.grpc)
 	s.ByteStream.Register(s.grpc)
@@ -154,7 +160,7 @@ func New(cfg Config) (*Server, error) {
 	}
 
 	if cfg.HTTPAddress != "" {
-		s.HTTPCache = httpcache.New(cfg.Store, httpcache.Options{ReadOnly: cfg.ReadOnly, Logger: cfg.Logger})
+		s.HTTPCache = httpcache.New(st, httpcache.Options{ReadOnly: cfg.ReadOnly, Logger: cfg.Logger})
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 		mux.HandleFunc("GET /status", s.serveStatus)

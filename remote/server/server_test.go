@@ -174,6 +174,7 @@ func TestServer(t *testing.T) {
 		`ferrule_http_sent_bytes_total{kind="cas"} 24`,
 		`ferrule_store_entries`,
 		`ferrule_store_evictions_total`,
+		`ferrule_store_hits_total{kind="cas"}`,
 	} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("/metrics lacks %s", want)
