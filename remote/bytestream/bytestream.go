@@ -30,11 +30,18 @@ const ChunkSize = 256 << 10
 // before it is dropped.
 const DefaultIdleTimeout = time.Minute
 
+// DefaultMaxParked bounds the interrupted uploads kept for resumption.
+const DefaultMaxParked = 1000
+
 // Options configure a Server. Zero values select defaults.
 type Options struct {
 	// IdleTimeout bounds how long an interrupted upload is kept for
 	// resumption.
 	IdleTimeout time.Duration
+	// MaxParked bounds how many interrupted uploads are kept at once (each
+	// holds a goroutine and the store's temporary file); past it, an
+	// interrupted upload is dropped at once.
+	MaxParked int
 	Logger      *slog.Logger
 }
 
@@ -42,12 +49,14 @@ type Options struct {
 type Server struct {
 	bspb.UnimplementedByteStreamServer
 
-	store store.Store
-	idle  time.Duration
-	log   *slog.Logger
+	store     store.Store
+	idle      time.Duration
+	maxParked int
+	log       *slog.Logger
 
 	mu      sync.Mutex
 	uploads map[string]*upload // by resource name without metadata
+	parked  int                // uploads in the map with no stream
 	closed  bool
 }
 
@@ -56,10 +65,13 @@ func New(s store.Store, o Options) *Server {
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = DefaultIdleTimeout
 	}
+	if o.MaxParked <= 0 {
+		o.MaxParked = DefaultMaxParked
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Server{store: s, idle: o.IdleTimeout, log: o.Logger, uploads: map[string]*upload{}}
+	return &Server{store: s, idle: o.IdleTimeout, maxParked: o.MaxParked, log: o.Logger, uploads: map[string]*upload{}}
 }
 
 // Register adds the service to g.
@@ -76,6 +88,7 @@ func (s *Server) Close() {
 		u.abort(errShutdown)
 		delete(s.uploads, name)
 	}
+	s.parked = 0
 }
 
 var (
@@ -296,10 +309,12 @@ func (s *Server) claim(res resource, offset int64) (*upload, error) {
 				u.timer.Stop()
 			}
 			u.active = true
+			s.parked--
 			return u, nil
 		case offset == 0:
 			u.abort(errRestarted)
 			delete(s.uploads, res.name)
+			s.parked--
 		default:
 			return nil, status.Errorf(codes.InvalidArgument, "write_offset %d does not continue %s, committed at %d", offset, res.name, u.committed.Load())
 		}
@@ -317,15 +332,20 @@ func (s *Server) park(u *upload) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	u.active = false
-	if s.uploads[u.res.name] != u {
+	if s.uploads[u.res.name] != u || s.parked >= s.maxParked {
+		if s.uploads[u.res.name] == u {
+			delete(s.uploads, u.res.name)
+		}
 		u.abort(errAbandoned)
 		return
 	}
+	s.parked++
 	u.timer = time.AfterFunc(s.idle, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if s.uploads[u.res.name] == u && !u.active {
 			delete(s.uploads, u.res.name)
+			s.parked--
 			u.abort(errAbandoned)
 		}
 	})

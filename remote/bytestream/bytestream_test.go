@@ -610,3 +610,41 @@ func TestOnDisk(t *testing.T) {
 	t.Run("ConcurrentWritersAndReaders", TestConcurrentWritersAndReaders)
 	t.Run("WriteRead", TestWriteRead)
 }
+
+func TestParkedUploadsBounded(t *testing.T) {
+	e := setup(t, bytestream.Options{MaxParked: 1})
+	var names []string
+	for i := range 2 {
+		data := randBytes(10_000)
+		up, _ := name(t, "", sha, data, fmt.Sprint("p", i), false)
+		names = append(names, up)
+		ctx, cancel := context.WithCancel(context.Background())
+		stream, _ := e.c.Write(ctx)
+		stream.Send(&bspb.WriteRequest{ResourceName: up, Data: data[:5000]})
+		for j := 0; committed(t, e.c, up) <= 0; j++ {
+			if j > 10000 {
+				t.Fatal("nothing committed")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+		// Wait until the server has noticed the disconnect: a resume
+		// attempt is no longer ABORTED.
+		for j := 0; ; j++ {
+			_, err := write(context.Background(), e.c, up, 1, nil, 1, false)
+			if status.Code(err) != codes.Aborted {
+				break
+			}
+			if j > 10000 {
+				t.Fatal("upload never parked")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if c := committed(t, e.c, names[0]); c != 5000 {
+		t.Errorf("first interrupted upload: committed %d, want it kept at 5000", c)
+	}
+	if c := committed(t, e.c, names[1]); c != -1 {
+		t.Errorf("second interrupted upload kept (committed %d) beyond MaxParked 1", c)
+	}
+}
