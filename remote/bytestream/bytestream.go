@@ -42,7 +42,7 @@ type Options struct {
 	// holds a goroutine and the store's temporary file); past it, an
 	// interrupted upload is dropped at once.
 	MaxParked int
-	Logger      *slog.Logger
+	Logger    *slog.Logger
 }
 
 // Server is the ByteStream service.
