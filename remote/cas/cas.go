@@ -87,6 +87,7 @@ func (s *Server) FindMissingBlobs(ctx context.Context, req *repb.FindMissingBlob
 		return nil, err
 	}
 	keys := make([]store.Key, 0, len(req.BlobDigests))
+	digests := make([]*repb.Digest, 0, len(req.BlobDigests)) // parallel to keys
 	for _, d := range req.BlobDigests {
 		k, err := resolveDigest(store.CAS, req.InstanceName, req.DigestFunction, d)
 		if err != nil {
@@ -96,6 +97,7 @@ func (s *Server) FindMissingBlobs(ctx context.Context, req *repb.FindMissingBlob
 			continue
 		}
 		keys = append(keys, k)
+		digests = append(digests, d)
 	}
 	resp := &repb.FindMissingBlobsResponse{}
 	if len(keys) == 0 {
@@ -105,9 +107,20 @@ func (s *Server) FindMissingBlobs(ctx context.Context, req *repb.FindMissingBlob
 	if err != nil {
 		return nil, Status(err)
 	}
+	// The store returns the missing keys in the order given: answer with
+	// the request's own digests rather than new ones.
 	resp.MissingBlobDigests = make([]*repb.Digest, len(missing))
-	for i, k := range missing {
-		resp.MissingBlobDigests[i] = &repb.Digest{Hash: k.Hash, SizeBytes: k.Size}
+	i := 0
+	for j, k := range missing {
+		for i < len(keys) && keys[i] != k {
+			i++
+		}
+		if i < len(keys) {
+			resp.MissingBlobDigests[j] = digests[i]
+			i++
+		} else {
+			resp.MissingBlobDigests[j] = &repb.Digest{Hash: k.Hash, SizeBytes: k.Size}
+		}
 	}
 	return resp, nil
 }
