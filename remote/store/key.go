@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 
@@ -45,19 +46,23 @@ func CheckKey(k Key) (Key, error) {
 	return k, nil
 }
 
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 // ReadExactly copies exactly size bytes from r to w and then checks that r
 // is at its end. It fails with ErrSizeMismatch if r yields fewer or more
 // bytes, and with r's error if r fails (including on the final read that
 // would otherwise report io.EOF), so a backend that commits only when
 // ReadExactly returns nil never stores a short, long or rejected value.
-// buf is the copy buffer; nil means a fresh 32 KiB one. A reader that never
+// buf is the copy buffer; nil means a pooled 32 KiB one. A reader that never
 // ends costs at most len(buf) bytes beyond size.
 func ReadExactly(w io.Writer, r io.Reader, size int64, buf []byte) error {
 	if size < 0 {
 		return fmt.Errorf("%w: negative size %d", ErrSizeMismatch, size)
 	}
 	if len(buf) == 0 {
-		buf = make([]byte, 32*1024)
+		bp := copyBufs.Get().(*[]byte)
+		defer copyBufs.Put(bp)
+		buf = *bp
 	}
 	var n int64
 	empty := 0

@@ -210,6 +210,11 @@ func (ls *loadState) loadSnapshot(path string) error {
 		return err
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err == nil && ls.idx.len() == 0 {
+		// Size the index for the entries the snapshot holds (each add
+		// record is 61 bytes) rather than growing it a million times.
+		ls.idx = newIndex(int(fi.Size() / 61))
+	}
 	rr, err := newRecordReader(f)
 	if err != nil {
 		return err

@@ -1,0 +1,152 @@
+package disk
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+
+	"github.com/ferrule-build/ferrule/remote/store"
+	"github.com/ferrule-build/ferrule/remote/store/storetest"
+)
+
+func BenchmarkStore(b *testing.B) {
+	storetest.Bench(b, func(b *testing.B) store.Store { return openCleanup(b, b.TempDir(), 512<<20) })
+}
+
+// fill puts n small blobs (seeded from first) into s with several writers
+// (creating files is latency-bound on some file systems).
+func fill(tb testing.TB, s *Store, first, n int) {
+	tb.Helper()
+	var wg sync.WaitGroup
+	const writers = 8
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := first + w; i < first+n; i += writers {
+				b := []byte("blob " + strconv.Itoa(i))
+				k := storetest.CASKey("", repb.DigestFunction_SHA256, b)
+				if err := s.Put(context.Background(), k, int64(len(b)), bytes.NewReader(b)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		tb.Fatal(err)
+	}
+}
+
+// BenchmarkOpen measures opening a directory of 10,000 blobs after a clean
+// Close (snapshot) and after a crash (snapshot plus a journal of all of
+// them). See TestOpenMillionBlobs for the large measurement.
+func BenchmarkOpen(b *testing.B) {
+	const n = 10_000
+	for _, clean := range []bool{true, false} {
+		b.Run(fmt.Sprintf("blobs=%d/clean=%v", n, clean), func(b *testing.B) {
+			dir := b.TempDir()
+			s := openT(b, dir, 0)
+			if clean {
+				fill(b, s, 0, n)
+				if err := s.Close(); err != nil {
+					b.Fatal(err)
+				}
+			} else {
+				if err := s.Close(); err != nil {
+					b.Fatal(err)
+				}
+				s = openT(b, dir, 0)
+				fill(b, s, 0, n)
+				crash(s)
+			}
+			b.ResetTimer()
+			for range b.N {
+				s := openT(b, dir, 0)
+				b.StopTimer()
+				if got := s.Stats().Entries; got != n {
+					b.Fatalf("%d entries after open, want %d", got, n)
+				}
+				// Leave the directory as it was: crash again without a snapshot.
+				if clean {
+					if err := s.Close(); err != nil {
+						b.Fatal(err)
+					}
+				} else {
+					crash(s)
+				}
+				b.StartTimer()
+			}
+		})
+	}
+}
+
+// TestOpenMillionBlobs measures start-up on a large cache. It runs only when
+// FERRULE_BENCH_OPEN_BLOBS is set to the number of blobs (e.g. 1000000); it
+// prints figures and asserts no timing. FERRULE_BENCH_DIR keeps the cache
+// between runs (it is filled only up to the number asked for).
+//
+//	FERRULE_BENCH_OPEN_BLOBS=1000000 go test -run TestOpenMillionBlobs -v -timeout 1h ./remote/store/disk/
+func TestOpenMillionBlobs(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("FERRULE_BENCH_OPEN_BLOBS"))
+	if n <= 0 {
+		t.Skip("set FERRULE_BENCH_OPEN_BLOBS=1000000 to measure start-up on a large cache")
+	}
+	dir := os.Getenv("FERRULE_BENCH_DIR")
+	if dir == "" {
+		dir = filepath.Join(t.TempDir(), "cache")
+	}
+	s := openT(t, dir, 0)
+	if have := int(s.Stats().Entries); have < n {
+		start := time.Now()
+		fill(t, s, have, n-have)
+		t.Logf("filled %d blobs in %v", n-have, time.Since(start).Round(time.Millisecond))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	measure := func(what string) *Store {
+		runtime.GC()
+		start := time.Now()
+		s := openT(t, dir, 0)
+		took := time.Since(start)
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		st := s.Stats()
+		fmt.Printf("open %s: %d blobs (%d bytes) in %v; heap in use after open %d MiB\n",
+			what, st.Entries, st.Bytes, took.Round(time.Millisecond), ms.HeapInuse>>20)
+		if st.Entries < int64(n) {
+			t.Errorf("opened %d entries, want at least %d", st.Entries, n)
+		}
+		return s
+	}
+	s = measure("after clean close (snapshot)")
+	// Put 100,000 more and crash: the next open replays a journal too.
+	extra := 100_000
+	fill(t, s, 1<<40, extra)
+	crash(s)
+	s = measure(fmt.Sprintf("after kill (snapshot + journal of %d, sweep in background)", extra))
+	start := time.Now()
+	removed, dropped, err := s.sweep()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("background sweep after the crash: %v (%d orphans removed, %d entries dropped)\n", time.Since(start).Round(time.Millisecond), removed, dropped)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
