@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/ferrule-build/ferrule/remote/digest"
@@ -275,5 +277,33 @@ func TestPanicsBecomeInternal(t *testing.T) {
 	}
 	if _, err := repb.NewCapabilitiesClient(r.conn).GetCapabilities(ctx, &repb.GetCapabilitiesRequest{}); err != nil {
 		t.Fatalf("server down after panics: %v", err)
+	}
+}
+
+func TestReflection(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		r := start(t, server.Config{Reflection: on}, nil)
+		stream, err := rpb.NewServerReflectionClient(r.conn).ServerReflectionInfo(context.Background(), grpc.WaitForReady(true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stream.Send(&rpb.ServerReflectionRequest{MessageRequest: &rpb.ServerReflectionRequest_ListServices{}})
+		resp, err := stream.Recv()
+		if !on {
+			if status.Code(err) != codes.Unimplemented {
+				t.Errorf("reflection off: %v", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, s := range resp.GetListServicesResponse().GetService() {
+			names = append(names, s.Name)
+		}
+		if !slices.Contains(names, "build.bazel.remote.execution.v2.ContentAddressableStorage") || !slices.Contains(names, "grpc.health.v1.Health") {
+			t.Errorf("reflection lists %v", names)
+		}
 	}
 }
