@@ -3,11 +3,12 @@
 # running (for example `ferrule serve` and another REAPI server), with the
 # same workloads, duration and concurrency, using `ferrule bench`.
 #
-#   tools/bench-compare.sh [-d 10s] [-c 8] [-w LIST] [-o DIR] [-b FERRULE] \
+#   tools/bench-compare.sh [-d 10s] [-c 8] [-r 1] [-w LIST] [-o DIR] [-b FERRULE] \
 #       LABEL_A=HOST:PORT[@PID] LABEL_B=HOST:PORT[@PID] [-- more ferrule bench flags]
 #
 # Workloads run one at a time, alternating which server goes first, so that
-# slow drift on a shared machine does not favour one side. With a PID, the
+# slow drift on a shared machine does not favour one side; -r repeats the
+# whole sequence, and the comparison then shows medians. With a PID, the
 # server's peak RSS is taken from /proc/PID/status (VmHWM), reset at the
 # start where the kernel allows it (clear_refs), so it covers these runs.
 #
@@ -22,13 +23,15 @@ usage() {
 
 duration=10s
 concurrency=8
+rounds=1
 workloads=findmissing,batch-write,batch-read,bs-write,bs-read,bs-write-zstd,bs-read-zstd,ac-get
 out=""
 ferrule="${FERRULE:-}"
-while getopts "d:c:w:o:b:h" opt; do
+while getopts "d:c:r:w:o:b:h" opt; do
 	case "$opt" in
 	d) duration=$OPTARG ;;
 	c) concurrency=$OPTARG ;;
+	r) rounds=$OPTARG ;;
 	w) workloads=$OPTARG ;;
 	o) out=$OPTARG ;;
 	b) ferrule=$OPTARG ;;
@@ -98,21 +101,25 @@ run_one() { # LABEL ADDR WORKLOAD
 	esac
 }
 
+case "$rounds" in '' | *[!0-9]* | 0) echo "bench-compare: -r wants a positive number" >&2; exit 2 ;; esac
 i=0
 IFS=, read -r -a list <<<"$workloads"
-for w in "${list[@]}"; do
-	if [ $((i % 2)) -eq 0 ]; then
-		run_one "$label_a" "$addr_a" "$w"
-		run_one "$label_b" "$addr_b" "$w"
-	else
-		run_one "$label_b" "$addr_b" "$w"
-		run_one "$label_a" "$addr_a" "$w"
-	fi
-	i=$((i + 1))
+for round in $(seq 1 "$rounds"); do
+	[ "$rounds" -eq 1 ] || echo "-- round $round of $rounds"
+	for w in "${list[@]}"; do
+		if [ $((i % 2)) -eq 0 ]; then
+			run_one "$label_a" "$addr_a" "$w"
+			run_one "$label_b" "$addr_b" "$w"
+		else
+			run_one "$label_b" "$addr_b" "$w"
+			run_one "$label_a" "$addr_a" "$w"
+		fi
+		i=$((i + 1))
+	done
 done
 
 echo
-echo "== $label_a ($addr_a) vs $label_b ($addr_b): duration $duration per workload, concurrency $concurrency ${extra[*]}"
+echo "== $label_a ($addr_a) vs $label_b ($addr_b): duration $duration per workload, concurrency $concurrency, $rounds round(s) ${extra[*]}"
 "$ferrule" bench --compare --labels "$label_a,$label_b" "$out/$label_a.json" "$out/$label_b.json" | tee "$out/comparison.txt"
 echo
 for side in a b; do

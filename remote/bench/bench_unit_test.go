@@ -285,3 +285,28 @@ func TestCompare(t *testing.T) {
 		t.Error("ReadReports of garbage: no error")
 	}
 }
+
+func TestCompareMediansOfRepeatedRuns(t *testing.T) {
+	run := func(opsA float64, p99 float64) *Report {
+		return &Report{Workloads: []Result{{Name: BatchRead, Status: "ok", Ops: 10, OpsPerSec: opsA, P99Ms: p99, Errors: 1}}}
+	}
+	a := []*Report{run(100, 5), run(300, 1), run(200, 9)}
+	b := []*Report{run(100, 4), run(50, 8)}
+	cs := Compare(a, b)
+	if len(cs) != 1 {
+		t.Fatalf("Compare = %+v", cs)
+	}
+	c := cs[0]
+	if c.RunsA != 3 || c.RunsB != 2 {
+		t.Errorf("runs %d/%d, want 3/2", c.RunsA, c.RunsB)
+	}
+	if c.A.OpsPerSec != 200 || c.A.P99Ms != 5 || c.B.OpsPerSec != 75 || c.B.P99Ms != 6 {
+		t.Errorf("medians A %v ops/s p99 %v, B %v ops/s p99 %v; want 200, 5, 75, 6", c.A.OpsPerSec, c.A.P99Ms, c.B.OpsPerSec, c.B.P99Ms)
+	}
+	if c.A.Ops != 30 || c.A.Errors != 3 {
+		t.Errorf("sums: %d ops, %d errors; want 30 and 3", c.A.Ops, c.A.Errors)
+	}
+	if want := 200.0 / 75; c.Ratio != want {
+		t.Errorf("ratio %v, want %v", c.Ratio, want)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"text/tabwriter"
 )
 
@@ -34,36 +35,41 @@ func ReadReports(r io.Reader) ([]*Report, error) {
 // Comparison is one workload measured on two servers.
 type Comparison struct {
 	Name string
+	// A and B summarize each side's runs of the workload: the median of
+	// their rates and latencies, the sum of their operations and errors.
 	A, B Result
+	// RunsA and RunsB are how many runs each side's figures come from.
+	RunsA, RunsB int
 	// Ratio is A's operations per second over B's; 0 if either has none.
 	Ratio float64
 }
 
-// Compare pairs the workloads of a and b by name, in a's order. A
-// workload measured more than once on one side keeps its last result.
+// Compare pairs the workloads of a and b by name, in a's order. A workload
+// measured several times on one side (repeated rounds on a shared machine)
+// is summarized by the medians of its runs.
 func Compare(a, b []*Report) []Comparison {
-	last := func(reps []*Report) (map[string]Result, []string) {
-		m := map[string]Result{}
+	group := func(reps []*Report) (map[string][]Result, []string) {
+		m := map[string][]Result{}
 		var order []string
 		for _, r := range reps {
 			for _, w := range r.Workloads {
 				if _, seen := m[w.Name]; !seen {
 					order = append(order, w.Name)
 				}
-				m[w.Name] = w
+				m[w.Name] = append(m[w.Name], w)
 			}
 		}
 		return m, order
 	}
-	am, order := last(a)
-	bm, _ := last(b)
+	am, order := group(a)
+	bm, _ := group(b)
 	var out []Comparison
 	for _, name := range order {
 		rb, ok := bm[name]
 		if !ok {
 			continue
 		}
-		c := Comparison{Name: name, A: am[name], B: rb}
+		c := Comparison{Name: name, A: summarizeRuns(am[name]), B: summarizeRuns(rb), RunsA: len(am[name]), RunsB: len(rb)}
 		if c.A.OpsPerSec > 0 && c.B.OpsPerSec > 0 {
 			c.Ratio = c.A.OpsPerSec / c.B.OpsPerSec
 		}
@@ -72,10 +78,59 @@ func Compare(a, b []*Report) []Comparison {
 	return out
 }
 
+// summarizeRuns folds several runs of one workload into one Result: counts
+// are summed, rates and latencies are the medians of the runs that did
+// some work, and the status is ok only if every run's was.
+func summarizeRuns(runs []Result) Result {
+	if len(runs) == 1 {
+		return runs[0]
+	}
+	sum := Result{Name: runs[0].Name, Unit: runs[0].Unit, Status: "ok"}
+	var ops, items, mb, p50, p99, max []float64
+	for _, r := range runs {
+		sum.Ops += r.Ops
+		sum.Items += r.Items
+		sum.Bytes += r.Bytes
+		sum.WireBytes += r.WireBytes
+		sum.Errors += r.Errors
+		sum.Seconds += r.Seconds
+		sum.ErrorSamples = append(sum.ErrorSamples, r.ErrorSamples...)
+		if r.Status != "ok" && sum.Status == "ok" {
+			sum.Status, sum.Note = r.Status, r.Note
+		}
+		if r.Ops > 0 {
+			ops = append(ops, r.OpsPerSec)
+			items = append(items, r.ItemsPerSec)
+			mb = append(mb, r.MBPerSec)
+			p50 = append(p50, r.P50Ms)
+			p99 = append(p99, r.P99Ms)
+			max = append(max, r.MaxMs)
+		}
+	}
+	sum.OpsPerSec, sum.ItemsPerSec, sum.MBPerSec = median(ops), median(items), median(mb)
+	sum.P50Ms, sum.P99Ms, sum.MaxMs = median(p50), median(p99), median(max)
+	return sum
+}
+
+// median returns the median of xs (the mean of the middle two for an even
+// count), or 0 for none.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
 // WriteComparison prints cs as a table, labelling the two sides.
 func WriteComparison(w io.Writer, labelA, labelB string, cs []Comparison) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "workload\t%s ops/s\t%s ops/s\tratio\t%s MB/s\t%s MB/s\t%s p99 ms\t%s p99 ms\tlower p99\terrors\t\n",
+	fmt.Fprintf(tw, "workload\truns\t%s ops/s\t%s ops/s\tratio\t%s MB/s\t%s MB/s\t%s p99 ms\t%s p99 ms\tlower p99\terrors\t\n",
 		labelA, labelB, labelA, labelB, labelA, labelB)
 	for _, c := range cs {
 		ratio, lower := "-", "-"
@@ -86,7 +141,7 @@ func WriteComparison(w io.Writer, labelA, labelB string, cs []Comparison) error 
 				lower = labelA
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t\n", c.Name,
+		fmt.Fprintf(tw, "%s\t%d/%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d/%d\t\n", c.Name, c.RunsA, c.RunsB,
 			rate(c.A, c.A.OpsPerSec, "%.1f"), rate(c.B, c.B.OpsPerSec, "%.1f"), ratio,
 			mbRate(c.A), mbRate(c.B),
 			rate(c.A, c.A.P99Ms, "%.2f"), rate(c.B, c.B.P99Ms, "%.2f"), lower,
@@ -95,7 +150,7 @@ func WriteComparison(w io.Writer, labelA, labelB string, cs []Comparison) error 
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "\nratio = %s ops/s / %s ops/s; a workload that did not run shows its status.\n", labelA, labelB)
+	fmt.Fprintf(w, "\nratio = %s ops/s / %s ops/s; with several runs, figures are medians; a workload that did not run shows its status.\n", labelA, labelB)
 	for _, c := range cs {
 		for _, x := range []struct {
 			label string
