@@ -17,7 +17,7 @@
 set -euo pipefail
 
 usage() {
-	sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
@@ -102,12 +102,12 @@ run_one() { # LABEL ADDR WORKLOAD
 }
 
 case "$rounds" in '' | *[!0-9]* | 0) echo "bench-compare: -r wants a positive number" >&2; exit 2 ;; esac
-i=0
 IFS=, read -r -a list <<<"$workloads"
 for round in $(seq 1 "$rounds"); do
 	[ "$rounds" -eq 1 ] || echo "-- round $round of $rounds"
+	i=$round # each round flips who goes first for every workload
 	for w in "${list[@]}"; do
-		if [ $((i % 2)) -eq 0 ]; then
+		if [ $((i % 2)) -eq 1 ]; then
 			run_one "$label_a" "$addr_a" "$w"
 			run_one "$label_b" "$addr_b" "$w"
 		else
