@@ -63,7 +63,25 @@ func defaultServeConfig() serveConfig {
 	}
 }
 
+// serveHook lets another file add to `ferrule serve` from its init function
+// without editing this one (the execution service does this): flags
+// registers its flags, setup runs once the server is built and before it
+// listens (for example to call srv.RegisterExecution) and may return a
+// cleanup to run after the server stops.
+type serveHook struct {
+	name  string
+	flags func(fs *flag.FlagSet)
+	setup func(ctx context.Context, srv *server.Server, out io.Writer) (cleanup func(), err error)
+}
+
+var serveHooks []serveHook
+
 func bindServeFlags(fs *flag.FlagSet, c *serveConfig, configFile *string) {
+	for _, h := range serveHooks {
+		if h.flags != nil {
+			h.flags(fs)
+		}
+	}
 	fs.StringVar(configFile, "config_file", "", "YAML file with settings (keys as the flags' names); flags given on the command line override it")
 	fs.StringVar(&c.Dir, "dir", c.Dir, "directory of the disk store")
 	fs.IntVar(&c.MaxSize, "max_size", c.MaxSize, "size bound of the store in GiB (least recently used entries are evicted)")
@@ -206,6 +224,18 @@ func runServe(ctx context.Context, c serveConfig, out io.Writer) error {
 	})
 	if err != nil {
 		return err
+	}
+	for _, h := range serveHooks {
+		if h.setup == nil {
+			continue
+		}
+		cleanup, err := h.setup(ctx, srv, out)
+		if err != nil {
+			return fmt.Errorf("%s: %w", h.name, err)
+		}
+		if cleanup != nil {
+			defer cleanup()
+		}
 	}
 	if err := srv.Listen(); err != nil {
 		return err

@@ -179,3 +179,41 @@ func TestServeRuns(t *testing.T) {
 		t.Fatalf("read after restart: %v %v", r, err)
 	}
 }
+
+type fakeExec struct {
+	repb.UnimplementedExecutionServer
+}
+
+func TestServeHooks(t *testing.T) {
+	var enabled bool
+	saved := serveHooks
+	defer func() { serveHooks = saved }()
+	serveHooks = append(serveHooks, serveHook{
+		name:  "fake execution",
+		flags: func(fs *flag.FlagSet) { fs.BoolVar(&enabled, "fake_exec", false, "test hook") },
+		setup: func(ctx context.Context, srv *server.Server, out io.Writer) (func(), error) {
+			if enabled {
+				srv.RegisterExecution(fakeExec{}, &repb.ExecutionCapabilities{DigestFunction: repb.DigestFunction_SHA256, ExecEnabled: true})
+			}
+			return nil, nil
+		},
+	})
+	c, err := loadForTest(t, "--grpc_address", "127.0.0.1:0", "--http_address", "none", "--store", "memory", "--fake_exec")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, _, stop := startServe(t, c)
+	defer stop()
+	conn, err := grpc.NewClient(srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	caps, err := repb.NewCapabilitiesClient(conn).GetCapabilities(context.Background(), &repb.GetCapabilitiesRequest{}, grpc.WaitForReady(true))
+	if err != nil || !caps.GetExecutionCapabilities().GetExecEnabled() {
+		t.Fatalf("hooked execution not advertised: %v %v", caps, err)
+	}
+	if srv.HTTPAddr() != nil {
+		t.Error("--http_address none still serves HTTP")
+	}
+}

@@ -197,6 +197,13 @@ func (s *Server) recoverStream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 	return h(srv, ss)
 }
 
+// Store returns the store the services use (Config.Store with metrics), for
+// services registered later, such as execution, to share it.
+func (s *Server) Store() store.Store { return s.store }
+
+// Logger returns the server's logger.
+func (s *Server) Logger() *slog.Logger { return s.log }
+
 // GRPC returns the gRPC server, for registering more services before Serve.
 func (s *Server) GRPC() *grpc.Server { return s.grpc }
 
