@@ -307,3 +307,23 @@ func TestReflection(t *testing.T) {
 		}
 	}
 }
+
+// A batch far over the limit does not even pass the gRPC receive limit:
+// RESOURCE_EXHAUSTED, and the server stays up.
+func TestBatchOverReceiveLimit(t *testing.T) {
+	r := start(t, server.Config{MaxBatchBytes: 1 << 20}, nil)
+	ctx := context.Background()
+	data := bytes.Repeat([]byte("z"), 7<<20)
+	d, _ := digest.Of(repb.DigestFunction_SHA256, data)
+	cas := repb.NewContentAddressableStorageClient(r.conn)
+	_, err := cas.BatchUpdateBlobs(ctx, &repb.BatchUpdateBlobsRequest{Requests: []*repb.BatchUpdateBlobsRequest_Request{{Digest: d, Data: data}}}, grpc.WaitForReady(true))
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("7 MiB batch with a 1 MiB limit: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	small := bytes.Repeat([]byte("z"), 2<<20)
+	d, _ = digest.Of(repb.DigestFunction_SHA256, small)
+	_, err = cas.BatchUpdateBlobs(ctx, &repb.BatchUpdateBlobsRequest{Requests: []*repb.BatchUpdateBlobsRequest_Request{{Digest: d, Data: small}}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("2 MiB batch with a 1 MiB limit: %v, want INVALID_ARGUMENT (REAPI)", err)
+	}
+}
