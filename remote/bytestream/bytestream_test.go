@@ -56,7 +56,21 @@ func diskStore(t *testing.T) testStore {
 
 func setup(t *testing.T, o bytestream.Options) env {
 	t.Helper()
-	st := newStore(t)
+	return setupWith(t, newStore(t), o)
+}
+
+func setupB(b *testing.B) env { return setupWith(b, memory.New(0), bytestream.Options{}) }
+
+func nameB(b *testing.B, data []byte, upload string, compressed bool) (string, *repb.Digest) {
+	d, err := digest.Of(sha, data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return resourceName("", sha, d, upload, compressed), d
+}
+
+func setupWith(t testing.TB, st testStore, o bytestream.Options) env {
+	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	g := grpc.NewServer()
 	srv := bytestream.New(st, o)
@@ -85,6 +99,10 @@ func name(t *testing.T, instance string, fn repb.DigestFunction_Value, data []by
 	if err != nil {
 		t.Fatal(err)
 	}
+	return resourceName(instance, fn, d, upload, compressed), d
+}
+
+func resourceName(instance string, fn repb.DigestFunction_Value, d *repb.Digest, upload string, compressed bool) string {
 	s := ""
 	if instance != "" {
 		s = instance + "/"
@@ -100,7 +118,7 @@ func name(t *testing.T, instance string, fn repb.DigestFunction_Value, data []by
 	if fn == repb.DigestFunction_BLAKE3 {
 		s += "blake3/"
 	}
-	return s + fmt.Sprintf("%s/%d", d.Hash, d.SizeBytes), d
+	return s + fmt.Sprintf("%s/%d", d.Hash, d.SizeBytes)
 }
 
 func key(instance string, fn repb.DigestFunction_Value, d *repb.Digest) store.Key {

@@ -31,10 +31,11 @@ var decoders = sync.Pool{New: func() any {
 }}
 
 var encoders = sync.Pool{New: func() any {
+	// Fastest level, one goroutine per stream; not WithLowerEncoderMem,
+	// which costs about 30% of the throughput.
 	e, err := zstd.NewWriter(nil,
 		zstd.WithEncoderLevel(zstd.SpeedFastest),
-		zstd.WithEncoderConcurrency(1),
-		zstd.WithLowerEncoderMem(true))
+		zstd.WithEncoderConcurrency(1))
 	if err != nil {
 		panic(fmt.Sprintf("zstd encoder options: %v", err))
 	}
@@ -99,6 +100,15 @@ func (z *Compressor) Write(p []byte) (int, error) {
 		return 0, errors.New("write after close")
 	}
 	return z.e.Write(p)
+}
+
+// ReadFrom compresses everything r yields, reading straight into the
+// encoder's buffers.
+func (z *Compressor) ReadFrom(r io.Reader) (int64, error) {
+	if z.e == nil {
+		return 0, errors.New("write after close")
+	}
+	return z.e.ReadFrom(r)
 }
 
 // Close ends the stream and releases the encoder.
