@@ -98,10 +98,19 @@ func (h *Handler) lookup(ctx context.Context, k store.Key) (int64, bool) {
 	if ok {
 		return size, true
 	}
-	if sz, isSizer := h.store.(Sizer); isSizer {
-		if size, err := sz.Size(ctx, k); err == nil {
-			return size, true
+	// Look for a Sizer through decorators.
+	for st := h.store; st != nil; {
+		if sz, ok := st.(Sizer); ok {
+			if size, err := sz.Size(ctx, k); err == nil {
+				return size, true
+			}
+			break
 		}
+		u, ok := st.(store.Unwrapper)
+		if !ok {
+			break
+		}
+		st = u.Unwrap()
 	}
 	return 0, false
 }

@@ -264,3 +264,33 @@ func TestTruncatedPut(t *testing.T) {
 		t.Fatalf("GET after truncated PUT: %d", code)
 	}
 }
+
+// sizerStore finds sizes by hash, as a backend may; Sizer is found through
+// decorators.
+type sizerStore struct {
+	*memory.Store
+	sizes map[string]int64
+}
+
+func (s sizerStore) Size(_ context.Context, k store.Key) (int64, error) {
+	if n, ok := s.sizes[k.Hash]; ok {
+		return n, nil
+	}
+	return 0, store.ErrNotFound
+}
+
+func TestSizerThroughDecorators(t *testing.T) {
+	data := []byte("uploaded elsewhere")
+	h := hash(t, data)
+	mem := memory.New(0)
+	k := store.Key{Kind: store.CAS, Function: sha, Hash: h, Size: int64(len(data))}
+	if err := mem.Put(context.Background(), k, k.Size, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	st := store.Verifying(sizerStore{mem, map[string]int64{h: k.Size}})
+	srv := httptest.NewServer(httpcache.New(st, httpcache.Options{}))
+	defer srv.Close()
+	if code, got := do(t, "GET", srv.URL+"/cas/"+h, nil); code != 200 || !bytes.Equal(got, data) {
+		t.Fatalf("GET via Sizer: %d %q", code, got)
+	}
+}
