@@ -135,15 +135,15 @@ func (s *Store) sweep() (removed, dropped int, err error) {
 		return 0, 0, err
 	}
 	for _, nd := range nsDirs {
-		select {
-		case <-s.stop:
-			return removed, dropped, nil
-		default:
-		}
 		if !nd.IsDir() {
 			continue
 		}
 		for b := range 256 {
+			select {
+			case <-s.stop:
+				return removed, dropped, nil
+			default:
+			}
 			sub := filepath.Join(s.blobDir, nd.Name(), fmt.Sprintf("%02x", b))
 			des, err := os.ReadDir(sub)
 			if err != nil {

@@ -351,12 +351,12 @@ func TestSweepRemovesOrphans(t *testing.T) {
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	removed, _, err := s.sweep()
-	if err != nil {
+	// The sweep that the unclean start began may get there first.
+	if _, _, err := s.sweep(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) || removed < 1 {
-		t.Errorf("orphan not removed by the sweep (removed %d, stat %v)", removed, err)
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("orphan not removed by the sweep (stat %v)", err)
 	}
 	if got := storetest.MustGet(t, s, kk); !bytes.Equal(got, kept) {
 		t.Error("sweep damaged an indexed blob")

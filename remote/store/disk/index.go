@@ -1,5 +1,7 @@
 package disk
 
+import "hash/maphash"
+
 // entryKey identifies an entry in the index. ns is the number of the
 // (kind, digest function, instance) namespace in Store.nsList. The struct
 // holds no pointers, so a map of millions of them costs the garbage
@@ -18,24 +20,89 @@ type slot struct {
 }
 
 // index is the in-memory set of stored entries in least-recently-used
-// order: a map to slot numbers and a doubly linked list threaded through a
-// slice by number. It is not safe for concurrent use; Store.mu guards it.
+// order: slots in a slice, a doubly linked list threaded through them by
+// number, and an open-addressing hash table (linear probing, seeded hash,
+// backward-shift deletion) of slot numbers. Unlike a Go map keyed by
+// entryKey it holds each key once, which halves the memory of a large
+// cache (about 70 bytes an entry) and its loading time. It is not safe for
+// concurrent use; Store.mu guards it.
 type index struct {
-	m          map[entryKey]int32
 	slots      []slot
 	free       []int32
 	head, tail int32 // most and least recently used; -1 when empty
 	bytes      int64
+
+	seed  maphash.Seed
+	table []int32 // slot number + 1; 0 is an empty bucket
+	mask  uint64
+	count int
 }
 
 func newIndex(capacity int) index {
-	return index{m: make(map[entryKey]int32, capacity), slots: make([]slot, 0, capacity), head: -1, tail: -1}
+	x := index{slots: make([]slot, 0, capacity), head: -1, tail: -1, seed: maphash.MakeSeed()}
+	x.resize(capacity)
+	return x
 }
 
-func (x *index) len() int { return len(x.m) }
+func (x *index) len() int { return x.count }
+
+func (x *index) hash(k *entryKey) uint64 {
+	h := maphash.Bytes(x.seed, k.hash[:])
+	return h ^ uint64(k.ns)*0x9e3779b97f4a7c15 ^ uint64(k.size)*0xc2b2ae3d27d4eb4f
+}
+
+// resize makes a table for at least n entries at a load of at most 3/4 and
+// reinserts the live slots.
+func (x *index) resize(n int) {
+	size := 16
+	for size*3 < n*4+4 {
+		size *= 2
+	}
+	x.table = make([]int32, size)
+	x.mask = uint64(size - 1)
+	for i := x.head; i >= 0; i = x.slots[i].next {
+		p := x.hash(&x.slots[i].key) & x.mask
+		for x.table[p] != 0 {
+			p = (p + 1) & x.mask
+		}
+		x.table[p] = i + 1
+	}
+}
+
+// find returns the bucket of k and its slot number, or the empty bucket
+// where it would go and false.
+func (x *index) find(k *entryKey) (uint64, int32, bool) {
+	p := x.hash(k) & x.mask
+	for {
+		v := x.table[p]
+		if v == 0 {
+			return p, -1, false
+		}
+		if x.slots[v-1].key == *k {
+			return p, v - 1, true
+		}
+		p = (p + 1) & x.mask
+	}
+}
+
+// deleteBucket empties bucket p and shifts later entries of its probe run
+// back, so that lookups never stop early at the hole.
+func (x *index) deleteBucket(p uint64) {
+	x.table[p] = 0
+	for j := (p + 1) & x.mask; x.table[j] != 0; j = (j + 1) & x.mask {
+		home := x.hash(&x.slots[x.table[j]-1].key) & x.mask
+		// Move the entry at j into the hole at p if p lies on its probe
+		// path, i.e. p is no further from home than j is (cyclically).
+		if (j-home)&x.mask >= (j-p)&x.mask {
+			x.table[p] = x.table[j]
+			x.table[j] = 0
+			p = j
+		}
+	}
+}
 
 func (x *index) lookup(k entryKey) (int32, bool) {
-	i, ok := x.m[k]
+	_, i, ok := x.find(&k)
 	return i, ok
 }
 
@@ -78,13 +145,17 @@ func (x *index) touch(i int32) {
 // add inserts k as the most recently used entry, or updates its size and
 // recency if it is present.
 func (x *index) add(k entryKey, size int64) {
-	if i, ok := x.m[k]; ok {
+	p, i, ok := x.find(&k)
+	if ok {
 		x.bytes += size - x.slots[i].size
 		x.slots[i].size = size
 		x.touch(i)
 		return
 	}
-	var i int32
+	if (x.count+1)*4 > len(x.table)*3 {
+		x.resize((x.count + 1) * 2)
+		p, _, _ = x.find(&k)
+	}
 	if n := len(x.free); n > 0 {
 		i = x.free[n-1]
 		x.free = x.free[:n-1]
@@ -93,39 +164,22 @@ func (x *index) add(k entryKey, size int64) {
 		i = int32(len(x.slots))
 		x.slots = append(x.slots, slot{key: k, size: size})
 	}
-	x.m[k] = i
+	x.table[p] = i + 1
+	x.count++
 	x.pushFront(i)
 	x.bytes += size
 }
 
-// addOldest inserts k (absent) as the least recently used entry.
-func (x *index) addOldest(k entryKey, size int64) {
-	if _, ok := x.m[k]; ok {
-		return
-	}
-	x.add(k, size)
-	i := x.m[k]
-	x.unlink(i)
-	s := &x.slots[i]
-	s.prev, s.next = x.tail, -1
-	if x.tail >= 0 {
-		x.slots[x.tail].next = i
-	}
-	x.tail = i
-	if x.head < 0 {
-		x.head = i
-	}
-}
-
 // remove deletes k and returns its value size.
 func (x *index) remove(k entryKey) (int64, bool) {
-	i, ok := x.m[k]
+	p, i, ok := x.find(&k)
 	if !ok {
 		return 0, false
 	}
 	size := x.slots[i].size
 	x.unlink(i)
-	delete(x.m, k)
+	x.deleteBucket(p)
+	x.count--
 	x.slots[i] = slot{prev: -1, next: -1}
 	x.free = append(x.free, i)
 	x.bytes -= size

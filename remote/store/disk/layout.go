@@ -84,7 +84,7 @@ const (
 	headerMagic     = "FRB1"
 	headerFixedLen  = 4 + 1 + 1 + 4 + 8 + 8 + 32 + 4
 	maxInstanceLen  = 64 << 10
-	headerReadAhead = 4096
+	headerReadAhead = 512
 )
 
 type header struct {
