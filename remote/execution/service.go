@@ -1,0 +1,287 @@
+// Package execution is Ferrule's REAPI Execution service and its scheduler.
+//
+// Execute looks the action up in the Action Cache first (unless
+// skip_cache_lookup or do_not_cache), checks that the Action, the Command and
+// every blob of the input root are in the CAS, and queues the action on the
+// queue of its platform (Action.platform, else Command.platform), ordered by
+// ExecutionPolicy.priority (lower runs sooner) and then arrival. Identical
+// actions in flight at the same time are merged into one operation (unless
+// do_not_cache). Workers — in-process (StartLocalWorkers) or `ferrule worker`
+// processes over the Scheduler gRPC service of package workerpb — take
+// actions whose platform they satisfy; the service writes successful results
+// to the Action Cache. A worker that dies, loses its stream or misses its
+// heartbeats has its actions requeued for another worker.
+//
+// Every error about an action (missing inputs, bad Command, timeouts,
+// unsupported platform) is reported in ExecuteResponse.status of a done
+// Operation, never in Operation.error; only a malformed ExecuteRequest itself
+// (bad action digest, unknown digest function) fails the RPC.
+package execution
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/longrunning/autogen/longrunningpb"
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"github.com/ferrule-build/ferrule/remote/execution/workerpb"
+	"github.com/ferrule-build/ferrule/remote/store"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// Options configure a Service. Zero values take the defaults shown.
+type Options struct {
+	// DefaultTimeout applies to actions without Action.timeout (15m).
+	DefaultTimeout time.Duration
+	// MaxTimeout is the largest Action.timeout accepted (3h); larger ones
+	// are INVALID_ARGUMENT.
+	MaxTimeout time.Duration
+	// MaxAttempts is how often an action is given to a worker before it
+	// fails with UNAVAILABLE because its workers kept dying (3).
+	MaxAttempts int
+	// HeartbeatInterval is how often remote workers must send a message;
+	// a session silent for 3 intervals is dropped (10s).
+	HeartbeatInterval time.Duration
+	// OperationRetention is how long finished operations stay available to
+	// WaitExecution (10m).
+	OperationRetention time.Duration
+	// ProgressInterval is how often an Execute/WaitExecution stream is sent
+	// the current state of a still-running operation as a keepalive (30s).
+	ProgressInterval time.Duration
+	Logger           *slog.Logger
+}
+
+// Service implements the REAPI Execution service and the worker Scheduler
+// service. Create it with New.
+type Service struct {
+	repb.UnimplementedExecutionServer
+	workerpb.UnimplementedSchedulerServer
+
+	st   store.Store
+	opts Options
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	ops      map[string]*operation
+	inflight map[string]*job // dedup key -> job
+	queues   map[string]*jobQueue
+	leases   map[string]*job
+	workers  map[*workerReg]*workerReg
+	wake     chan struct{}
+	seq      uint64
+}
+
+// New returns an execution service over st. It runs nothing until workers
+// join: call StartLocalWorkers for in-process workers, and/or register the
+// service on a gRPC server (Register) for `ferrule worker` processes.
+func New(st store.Store, opts Options) *Service {
+	if opts.DefaultTimeout <= 0 {
+		opts.DefaultTimeout = 15 * time.Minute
+	}
+	if opts.MaxTimeout <= 0 {
+		opts.MaxTimeout = 3 * time.Hour
+	}
+	if opts.DefaultTimeout > opts.MaxTimeout {
+		opts.DefaultTimeout = opts.MaxTimeout
+	}
+	if opts.MaxAttempts <= 0 {
+		opts.MaxAttempts = 3
+	}
+	if opts.HeartbeatInterval <= 0 {
+		opts.HeartbeatInterval = 10 * time.Second
+	}
+	if opts.OperationRetention <= 0 {
+		opts.OperationRetention = 10 * time.Minute
+	}
+	if opts.ProgressInterval <= 0 {
+		opts.ProgressInterval = 30 * time.Second
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Service{
+		st: st, opts: opts, log: log.With("service", "execution"),
+		ops: map[string]*operation{}, inflight: map[string]*job{}, queues: map[string]*jobQueue{},
+		leases: map[string]*job{}, workers: map[*workerReg]*workerReg{}, wake: make(chan struct{}),
+	}
+}
+
+// Register adds the Execution service and the worker Scheduler service to s.
+func (s *Service) Register(srv *grpc.Server) {
+	repb.RegisterExecutionServer(srv, s)
+	workerpb.RegisterSchedulerServer(srv, s)
+}
+
+// operation is one long-running execution as clients see it.
+type operation struct {
+	name     string
+	digest   *repb.Digest
+	stage    repb.ExecutionStage_Value
+	done     bool
+	response *repb.ExecuteResponse
+	doneAt   time.Time
+	changed  chan struct{} // closed and replaced on every change
+}
+
+func newName(prefix string) string {
+	var b [16]byte
+	rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
+
+func statusProto(code codes.Code, format string, args ...any) *spb.Status {
+	return status.Newf(code, format, args...).Proto()
+}
+
+// newOpLocked creates an operation and forgets finished ones past retention.
+func (s *Service) newOpLocked(d *repb.Digest) *operation {
+	now := time.Now()
+	for name, op := range s.ops {
+		if op.done && now.Sub(op.doneAt) > s.opts.OperationRetention {
+			delete(s.ops, name)
+		}
+	}
+	op := &operation{name: newName("operations/"), digest: d, stage: repb.ExecutionStage_CACHE_CHECK, changed: make(chan struct{})}
+	s.ops[op.name] = op
+	return op
+}
+
+func (s *Service) setStageLocked(op *operation, stage repb.ExecutionStage_Value) {
+	if op.done || op.stage == stage {
+		return
+	}
+	op.stage = stage
+	close(op.changed)
+	op.changed = make(chan struct{})
+}
+
+func (s *Service) completeOpLocked(op *operation, resp *repb.ExecuteResponse) {
+	if op.done {
+		return
+	}
+	if resp.Status == nil {
+		resp.Status = &spb.Status{}
+	}
+	op.done = true
+	op.stage = repb.ExecutionStage_COMPLETED
+	op.response = resp
+	op.doneAt = time.Now()
+	close(op.changed)
+	op.changed = make(chan struct{})
+}
+
+// snapshotLocked renders op as a longrunning Operation.
+func (s *Service) snapshotLocked(op *operation) (*longrunningpb.Operation, error) {
+	md, err := anypb.New(&repb.ExecuteOperationMetadata{Stage: op.stage, ActionDigest: op.digest})
+	if err != nil {
+		return nil, err
+	}
+	out := &longrunningpb.Operation{Name: op.name, Metadata: md, Done: op.done}
+	if op.done {
+		resp, err := anypb.New(op.response)
+		if err != nil {
+			return nil, err
+		}
+		out.Result = &longrunningpb.Operation_Response{Response: resp}
+	}
+	return out, nil
+}
+
+type opStream interface {
+	Send(*longrunningpb.Operation) error
+	Context() context.Context
+}
+
+// follow streams op's states until it is done or the client goes away.
+func (s *Service) follow(op *operation, stream opStream) error {
+	ctx := stream.Context()
+	var lastStage repb.ExecutionStage_Value = -1
+	ticker := time.NewTicker(s.opts.ProgressInterval)
+	defer ticker.Stop()
+	force := false
+	for {
+		s.mu.Lock()
+		snap, err := s.snapshotLocked(op)
+		stage, done, changed := op.stage, op.done, op.changed
+		s.mu.Unlock()
+		if err != nil {
+			return status.Errorf(codes.Internal, "encoding operation: %v", err)
+		}
+		if stage != lastStage || done || force {
+			if err := stream.Send(snap); err != nil {
+				return err
+			}
+			lastStage = stage
+			force = false
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ticker.C:
+			force = true
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
+	}
+}
+
+// Execute implements REAPI Execution.Execute.
+func (s *Service) Execute(req *repb.ExecuteRequest, stream repb.Execution_ExecuteServer) error {
+	op, err := s.admit(stream.Context(), req)
+	if err != nil {
+		return err
+	}
+	return s.follow(op, stream)
+}
+
+// WaitExecution implements REAPI Execution.WaitExecution.
+func (s *Service) WaitExecution(req *repb.WaitExecutionRequest, stream repb.Execution_WaitExecutionServer) error {
+	s.mu.Lock()
+	op, ok := s.ops[req.GetName()]
+	s.mu.Unlock()
+	if !ok {
+		return status.Errorf(codes.NotFound, "operation %q not found (unknown or expired)", req.GetName())
+	}
+	return s.follow(op, stream)
+}
+
+// failedOp returns a done operation whose response carries st.
+func (s *Service) failedOp(d *repb.Digest, st *spb.Status) *operation {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	op := s.newOpLocked(d)
+	s.completeOpLocked(op, &repb.ExecuteResponse{Status: st})
+	return op
+}
+
+// Stats is a snapshot of the scheduler for /status pages and tests.
+type Stats struct {
+	Queued, Running, Workers, Operations int
+}
+
+// Stats reports the scheduler's current load.
+func (s *Service) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Stats{Running: len(s.leases), Workers: len(s.workers), Operations: len(s.ops)}
+	for _, q := range s.queues {
+		st.Queued += len(q.jobs)
+	}
+	return st
+}
+
+func keyString(instance string, fn repb.DigestFunction_Value, d *repb.Digest) string {
+	return fmt.Sprintf("%s\x00%s\x00%s/%d", instance, fn, d.Hash, d.SizeBytes)
+}

@@ -1,0 +1,356 @@
+// Package worker runs REAPI actions: it materialises an action's input root
+// from the CAS through a local file cache of hardlinks, runs the command in a
+// sandbox (own working directory, exactly the Command's environment, separate
+// mount, pid and network namespaces where the kernel allows, a wall-clock
+// timeout that kills the whole process group), and uploads the outputs,
+// stdout and stderr to the CAS. It builds the ActionResult but never writes
+// the Action Cache: that is the scheduler's job.
+//
+// A Runner talks to storage only through store.Store: an in-process worker
+// gets the server's store, a `ferrule worker` process a store that speaks
+// REAPI CAS and ByteStream over gRPC (see NewRemoteStore).
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"github.com/ferrule-build/ferrule/remote/digest"
+	"github.com/ferrule-build/ferrule/remote/store"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Task is one action to run.
+type Task struct {
+	Instance     string
+	Function     repb.DigestFunction_Value
+	ActionDigest *repb.Digest
+	Action       *repb.Action
+	Command      *repb.Command
+	// Timeout is the wall-clock limit; 0 means none.
+	Timeout time.Duration
+}
+
+// Outcome is what running a Task produced. When Status is nil or OK the
+// command ran and Result holds its exit code and outputs (any exit code).
+// A DEADLINE_EXCEEDED status comes with the partial Result (stdout, stderr
+// and whatever outputs existed). Other statuses mean the action could not be
+// run (missing inputs: FAILED_PRECONDITION with MISSING violations).
+type Outcome struct {
+	Result *repb.ActionResult
+	Status *spb.Status
+}
+
+// Options configure a Runner.
+type Options struct {
+	// ID names the worker in logs and ExecutedActionMetadata.worker.
+	ID string
+	// Dir is the worker's working area. It holds the file cache and the
+	// actions' execution roots, which must be on one filesystem for
+	// hardlinks. Its "cache" and "exec" subdirectories are emptied by New.
+	Dir string
+	// Store is where inputs are read from and outputs written to (CAS only).
+	Store store.Store
+	// CacheMaxBytes bounds the local file cache (0: 10 GiB).
+	CacheMaxBytes int64
+	// NoNamespaces disables the mount/pid/net namespaces (they are also
+	// dropped automatically when the kernel refuses them).
+	NoNamespaces bool
+	Logger       *slog.Logger
+}
+
+// Runner runs Tasks. It is safe for concurrent use.
+type Runner struct {
+	opts    Options
+	log     *slog.Logger
+	cache   *fileCache
+	execDir string
+	seq     atomic.Uint64
+	sandbox *sandbox
+}
+
+// New prepares a Runner's working area.
+func New(opts Options) (*Runner, error) {
+	if opts.Store == nil {
+		return nil, errors.New("worker: no store")
+	}
+	if opts.Dir == "" {
+		return nil, errors.New("worker: no working directory")
+	}
+	if opts.ID == "" {
+		host, _ := os.Hostname()
+		opts.ID = fmt.Sprintf("%s/%d", host, os.Getpid())
+	}
+	if opts.CacheMaxBytes <= 0 {
+		opts.CacheMaxBytes = 10 << 30
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("worker", opts.ID)
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	cache, err := newFileCache(filepath.Join(dir, "cache"), opts.Store, opts.CacheMaxBytes, log)
+	if err != nil {
+		return nil, err
+	}
+	execDir := filepath.Join(dir, "exec")
+	if err := os.RemoveAll(execDir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(execDir, 0o755); err != nil {
+		return nil, err
+	}
+	return &Runner{opts: opts, log: log, cache: cache, execDir: execDir, sandbox: newSandbox(!opts.NoNamespaces, log)}, nil
+}
+
+// ID is the worker's name.
+func (r *Runner) ID() string { return r.opts.ID }
+
+// DefaultPlatform is what a worker on this machine offers unless told
+// otherwise: OSFamily (linux, darwin, ...) and ISA (x86-64, aarch64, ...).
+func DefaultPlatform() []*repb.Platform_Property {
+	isa := runtime.GOARCH
+	switch isa {
+	case "amd64":
+		isa = "x86-64"
+	case "arm64":
+		isa = "aarch64"
+	case "386":
+		isa = "x86-32"
+	}
+	return []*repb.Platform_Property{{Name: "ISA", Value: isa}, {Name: "OSFamily", Value: runtime.GOOS}}
+}
+
+func statusOf(code codes.Code, format string, args ...any) *spb.Status {
+	return status.Newf(code, format, args...).Proto()
+}
+
+// Run runs t and returns its outcome. It never panics on bad input: a
+// malformed task is an INVALID_ARGUMENT outcome.
+func (r *Runner) Run(ctx context.Context, t *Task) Outcome {
+	meta := &repb.ExecutedActionMetadata{Worker: r.opts.ID, WorkerStartTimestamp: timestamppb.Now()}
+	if t == nil || t.Action == nil || t.Command == nil {
+		return Outcome{Status: statusOf(codes.InvalidArgument, "task without action or command")}
+	}
+	if len(t.Command.Arguments) == 0 {
+		return Outcome{Status: statusOf(codes.InvalidArgument, "command has no arguments")}
+	}
+	root, err := os.MkdirTemp(r.execDir, fmt.Sprintf("%d-", r.seq.Add(1)))
+	if err != nil {
+		return Outcome{Status: statusOf(codes.Internal, "creating execution root: %v", err)}
+	}
+	defer removeAll(root)
+	inputRoot := filepath.Join(root, "root")
+	if err := os.Mkdir(inputRoot, 0o755); err != nil {
+		return Outcome{Status: statusOf(codes.Internal, "creating input root: %v", err)}
+	}
+
+	meta.InputFetchStartTimestamp = timestamppb.Now()
+	if err := r.materialize(ctx, t, inputRoot); err != nil {
+		return Outcome{Status: errorStatus(err, "materialising the input root")}
+	}
+	meta.InputFetchCompletedTimestamp = timestamppb.Now()
+
+	wd, err := subPath(inputRoot, t.Command.WorkingDirectory)
+	if err != nil {
+		return Outcome{Status: statusOf(codes.InvalidArgument, "working directory: %v", err)}
+	}
+	if err := os.MkdirAll(wd, 0o755); err != nil {
+		return Outcome{Status: statusOf(codes.Internal, "creating working directory: %v", err)}
+	}
+	if err := createOutputParents(wd, t.Command); err != nil {
+		return Outcome{Status: statusOf(codes.InvalidArgument, "output paths: %v", err)}
+	}
+
+	stdout, err := os.Create(filepath.Join(root, "stdout"))
+	if err != nil {
+		return Outcome{Status: statusOf(codes.Internal, "%v", err)}
+	}
+	defer stdout.Close()
+	stderr, err := os.Create(filepath.Join(root, "stderr"))
+	if err != nil {
+		return Outcome{Status: statusOf(codes.Internal, "%v", err)}
+	}
+	defer stderr.Close()
+
+	meta.ExecutionStartTimestamp = timestamppb.Now()
+	exit, timedOut, runErr := r.sandbox.run(ctx, t.Command, inputRoot, wd, stdout, stderr, t.Timeout)
+	meta.ExecutionCompletedTimestamp = timestamppb.Now()
+	if runErr != nil && !timedOut {
+		if ctx.Err() != nil {
+			return Outcome{Status: statusOf(codes.Canceled, "action cancelled: %v", ctx.Err())}
+		}
+		// The program could not be started (not found, not executable):
+		// report it like a shell would, as a failed action.
+		fmt.Fprintf(stderr, "ferrule worker: cannot run %q: %v\n", t.Command.Arguments[0], runErr)
+		exit = 127
+	}
+
+	meta.OutputUploadStartTimestamp = timestamppb.Now()
+	res := &repb.ActionResult{ExitCode: int32(exit)}
+	up := &uploader{ctx: ctx, st: r.opts.Store, instance: t.Instance, fn: t.Function}
+	if err := collectOutputs(up, res, wd, t.Command); err != nil {
+		return Outcome{Status: errorStatus(err, "collecting outputs")}
+	}
+	if res.StdoutDigest, err = up.addFile(stdout.Name()); err != nil {
+		return Outcome{Status: errorStatus(err, "uploading stdout")}
+	}
+	if res.StderrDigest, err = up.addFile(stderr.Name()); err != nil {
+		return Outcome{Status: errorStatus(err, "uploading stderr")}
+	}
+	if err := up.flush(); err != nil {
+		return Outcome{Status: errorStatus(err, "uploading outputs")}
+	}
+	meta.OutputUploadCompletedTimestamp = timestamppb.Now()
+	meta.WorkerCompletedTimestamp = timestamppb.Now()
+	res.ExecutionMetadata = meta
+	if timedOut {
+		return Outcome{Result: res, Status: statusOf(codes.DeadlineExceeded, "action timed out after %v", t.Timeout)}
+	}
+	return Outcome{Result: res}
+}
+
+// errorStatus turns an error inside the worker into a status: missing blobs
+// become FAILED_PRECONDITION with MISSING violations.
+func errorStatus(err error, what string) *spb.Status {
+	var me *missingBlobError
+	if errors.As(err, &me) {
+		st := status.Newf(codes.FailedPrecondition, "%s: %v", what, err)
+		pf := &errdetails.PreconditionFailure{}
+		for _, d := range me.digests {
+			pf.Violations = append(pf.Violations, &errdetails.PreconditionFailure_Violation{
+				Type: "MISSING", Subject: fmt.Sprintf("blobs/%s/%d", d.Hash, d.SizeBytes),
+			})
+		}
+		if withDetails, derr := st.WithDetails(pf); derr == nil {
+			st = withDetails
+		}
+		return st.Proto()
+	}
+	var ie *invalidError
+	if errors.As(err, &ie) {
+		return statusOf(codes.InvalidArgument, "%s: %v", what, err)
+	}
+	if s, ok := status.FromError(err); ok && s.Code() != codes.Unknown {
+		return s.Proto()
+	}
+	return statusOf(codes.Internal, "%s: %v", what, err)
+}
+
+type invalidError struct{ msg string }
+
+func (e *invalidError) Error() string { return e.msg }
+
+func invalidf(format string, args ...any) error { return &invalidError{fmt.Sprintf(format, args...)} }
+
+// subPath joins a relative, slash-separated path from a Command onto base,
+// refusing absolute paths and paths that leave base.
+func subPath(base, rel string) (string, error) {
+	if rel == "" {
+		return base, nil
+	}
+	if strings.HasPrefix(rel, "/") {
+		return "", invalidf("%q is absolute", rel)
+	}
+	for _, part := range strings.Split(rel, "/") {
+		if part == ".." {
+			return "", invalidf("%q leaves the input root", rel)
+		}
+		if strings.ContainsRune(part, 0) {
+			return "", invalidf("%q contains NUL", rel)
+		}
+	}
+	return filepath.Join(base, filepath.FromSlash(rel)), nil
+}
+
+func validName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00") {
+		return invalidf("invalid file name %q in a Directory", name)
+	}
+	return nil
+}
+
+// materialize builds the input root under dir.
+func (r *Runner) materialize(ctx context.Context, t *Task, dir string) error {
+	if err := digest.Validate(t.Function, t.Action.InputRootDigest); err != nil {
+		return invalidf("input root: %v", err)
+	}
+	return r.materializeDir(ctx, t, t.Action.InputRootDigest, dir, 0)
+}
+
+func (r *Runner) materializeDir(ctx context.Context, t *Task, d *repb.Digest, dir string, depth int) error {
+	if depth > 512 {
+		return invalidf("input tree deeper than 512 levels")
+	}
+	dm, err := readDirectory(ctx, r.opts.Store, t.Instance, t.Function, d)
+	if err != nil {
+		return err
+	}
+	for _, f := range dm.Files {
+		if err := validName(f.Name); err != nil {
+			return err
+		}
+		if err := digest.Validate(t.Function, f.Digest); err != nil {
+			return invalidf("file %q: %v", f.Name, err)
+		}
+		if err := r.cache.materialize(ctx, t.Instance, t.Function, f.Digest, f.IsExecutable, filepath.Join(dir, f.Name)); err != nil {
+			return err
+		}
+	}
+	for _, s := range dm.Symlinks {
+		if err := validName(s.Name); err != nil {
+			return err
+		}
+		if err := os.Symlink(s.Target, filepath.Join(dir, s.Name)); err != nil {
+			return err
+		}
+	}
+	for _, sub := range dm.Directories {
+		if err := validName(sub.Name); err != nil {
+			return err
+		}
+		if err := digest.Validate(t.Function, sub.Digest); err != nil {
+			return invalidf("directory %q: %v", sub.Name, err)
+		}
+		p := filepath.Join(dir, sub.Name)
+		if err := os.Mkdir(p, 0o755); err != nil {
+			return err
+		}
+		if err := r.materializeDir(ctx, t, sub.Digest, p, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// removeAll deletes an execution root even where an action left read-only
+// directories behind.
+func removeAll(dir string) {
+	if err := os.RemoveAll(dir); err == nil {
+		return
+	}
+	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.IsDir() {
+			os.Chmod(p, 0o755)
+		}
+		return nil
+	})
+	os.RemoveAll(dir)
+}
