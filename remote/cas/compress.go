@@ -31,11 +31,13 @@ var decoders = sync.Pool{New: func() any {
 }}
 
 var encoders = sync.Pool{New: func() any {
-	// Fastest level, one goroutine per stream; not WithLowerEncoderMem,
-	// which costs about 30% of the throughput.
+	// Fastest level, one goroutine per stream, a 1 MiB window: about
+	// 2 MiB per pooled encoder (8 MiB with the default window) at the same
+	// speed; WithLowerEncoderMem would save more but cost throughput.
 	e, err := zstd.NewWriter(nil,
 		zstd.WithEncoderLevel(zstd.SpeedFastest),
-		zstd.WithEncoderConcurrency(1))
+		zstd.WithEncoderConcurrency(1),
+		zstd.WithWindowSize(1<<20))
 	if err != nil {
 		panic(fmt.Sprintf("zstd encoder options: %v", err))
 	}
