@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"github.com/ferrule-build/ferrule/remote/worker"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// platformFlag collects repeated --platform NAME=VALUE flags.
+type platformFlag []*repb.Platform_Property
+
+func (p *platformFlag) String() string {
+	var parts []string
+	for _, q := range *p {
+		parts = append(parts, q.Name+"="+q.Value)
+	}
+	return strings.Join(parts, ",")
+}
+
+func (p *platformFlag) Set(v string) error {
+	name, value, ok := strings.Cut(v, "=")
+	if !ok || name == "" {
+		return fmt.Errorf("want NAME=VALUE, got %q", v)
+	}
+	*p = append(*p, &repb.Platform_Property{Name: name, Value: value})
+	return nil
+}
+
+func init() {
+	register(&command{
+		name:    "worker",
+		summary: "run actions for a `ferrule serve` scheduler (remote execution worker)",
+		usage:   "--scheduler HOST:PORT [flags]",
+		run:     runWorkerCommand,
+	})
+}
+
+func runWorkerCommand(fs *flag.FlagSet, args []string) error {
+	scheduler := fs.String("scheduler", "", "address of the ferrule server (HOST:PORT) to take actions from")
+	casAddr := fs.String("cas", "", "address of the CAS for inputs and outputs (default: the scheduler)")
+	dir := fs.String("dir", filepath.Join(os.TempDir(), fmt.Sprintf("ferrule-worker-%d", os.Getpid())), "working directory (file cache and execution roots; emptied at start)")
+	id := fs.String("id", "", "worker name in logs and action metadata (default HOST/PID)")
+	concurrency := fs.Int("concurrency", 1, "actions run at the same time")
+	cacheGiB := fs.Int64("cache_size", 10, "local file cache bound in GiB")
+	noNS := fs.Bool("no_namespaces", false, "run actions without mount/pid/network namespaces")
+	logLevel := fs.String("log_level", "info", "log level: debug, info, warn or error")
+	var extra platformFlag
+	fs.Var(&extra, "platform", "platform property NAME=VALUE this worker offers, on top of OSFamily and ISA (repeatable; a NAME given here replaces the default)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	if *scheduler == "" {
+		return usagef("--scheduler is required")
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return usagef("--log_level: %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	platform := workerPlatform(extra)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	dial := func(addr string) (*grpc.ClientConn, error) {
+		addr = strings.TrimPrefix(addr, "grpc://")
+		return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
+	}
+	conn, err := dial(*scheduler)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	casConn := conn
+	if *casAddr != "" {
+		if casConn, err = dial(*casAddr); err != nil {
+			return err
+		}
+		defer casConn.Close()
+	}
+	r, err := worker.New(worker.Options{
+		ID: *id, Dir: *dir, Store: worker.NewRemoteStore(casConn),
+		CacheMaxBytes: *cacheGiB << 30, NoNamespaces: *noNS, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stdout, "ferrule worker %s: taking actions from %s, platform %s, concurrency %d, working in %s\n",
+		r.ID(), *scheduler, (*platformFlag)(&platform).String(), *concurrency, *dir)
+	backoff := 100 * time.Millisecond
+	for {
+		start := time.Now()
+		err := worker.Serve(ctx, conn, r, platform, *concurrency)
+		if ctx.Err() != nil {
+			fmt.Fprintf(os.Stdout, "ferrule worker: stopped\n")
+			return nil
+		}
+		if time.Since(start) > 10*time.Second {
+			backoff = 100 * time.Millisecond
+		}
+		log.Warn("scheduler session ended; reconnecting", "err", err, "in", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// workerPlatform is the default platform with the operator's properties:
+// a name given with --platform replaces the default values of that name.
+func workerPlatform(extra platformFlag) []*repb.Platform_Property {
+	given := map[string]bool{}
+	for _, p := range extra {
+		given[p.Name] = true
+	}
+	var out []*repb.Platform_Property
+	for _, p := range worker.DefaultPlatform() {
+		if !given[p.Name] {
+			out = append(out, p)
+		}
+	}
+	return append(out, extra...)
+}
