@@ -76,6 +76,11 @@ type serveHook struct {
 
 var serveHooks []serveHook
 
+// activeServeConfig is the configuration `ferrule serve` runs with, set
+// before the hooks' setup runs (for example for a hook to put its files
+// under Dir).
+var activeServeConfig serveConfig
+
 func bindServeFlags(fs *flag.FlagSet, c *serveConfig, configFile *string) {
 	for _, h := range serveHooks {
 		if h.flags != nil {
@@ -225,6 +230,7 @@ func runServe(ctx context.Context, c serveConfig, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	activeServeConfig = c
 	for _, h := range serveHooks {
 		if h.setup == nil {
 			continue

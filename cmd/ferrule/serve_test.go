@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -180,40 +181,42 @@ func TestServeRuns(t *testing.T) {
 	}
 }
 
-type fakeExec struct {
-	repb.UnimplementedExecutionServer
-}
-
 func TestServeHooks(t *testing.T) {
-	var enabled bool
+	var enabled, ran bool
+	var sawDir string
 	saved := serveHooks
 	defer func() { serveHooks = saved }()
 	serveHooks = append(serveHooks, serveHook{
-		name:  "fake execution",
-		flags: func(fs *flag.FlagSet) { fs.BoolVar(&enabled, "fake_exec", false, "test hook") },
+		name:  "test hook",
+		flags: func(fs *flag.FlagSet) { fs.BoolVar(&enabled, "test_hook", false, "test hook") },
 		setup: func(ctx context.Context, srv *server.Server, out io.Writer) (func(), error) {
-			if enabled {
-				srv.RegisterExecution(fakeExec{}, &repb.ExecutionCapabilities{DigestFunction: repb.DigestFunction_SHA256, ExecEnabled: true})
-			}
+			ran = enabled && srv.Store() != nil && srv.GRPC() != nil
+			sawDir = activeServeConfig.Dir
 			return nil, nil
 		},
 	})
-	c, err := loadForTest(t, "--grpc_address", "127.0.0.1:0", "--http_address", "none", "--store", "memory", "--fake_exec")
+	dir := t.TempDir()
+	c, err := loadForTest(t, "--grpc_address", "127.0.0.1:0", "--http_address", "none", "--dir", dir, "--test_hook")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv, _, stop := startServe(t, c)
 	defer stop()
-	conn, err := grpc.NewClient(srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
+	if !ran {
+		t.Error("hook setup did not run with its flag set")
 	}
-	defer conn.Close()
-	caps, err := repb.NewCapabilitiesClient(conn).GetCapabilities(context.Background(), &repb.GetCapabilitiesRequest{}, grpc.WaitForReady(true))
-	if err != nil || !caps.GetExecutionCapabilities().GetExecEnabled() {
-		t.Fatalf("hooked execution not advertised: %v %v", caps, err)
+	if sawDir != dir {
+		t.Errorf("hook saw --dir %q, want %q", sawDir, dir)
 	}
 	if srv.HTTPAddr() != nil {
 		t.Error("--http_address none still serves HTTP")
+	}
+	// A hook failing stops serve with its name in the error.
+	serveHooks = append(serveHooks, serveHook{name: "failing hook", setup: func(context.Context, *server.Server, io.Writer) (func(), error) {
+		return nil, errors.New("boom")
+	}})
+	c.Dir = t.TempDir() // the first server still holds dir
+	if err := runServe(context.Background(), c, io.Discard); err == nil || !strings.Contains(err.Error(), "failing hook: boom") {
+		t.Errorf("failing hook: %v", err)
 	}
 }
