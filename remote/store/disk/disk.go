@@ -222,24 +222,32 @@ func (s *Store) loadIndex() (ls loadState, lastGen uint64, needSnapshot, rebuilt
 			continue
 		}
 		var jr int64
+		var jerr error
 		for _, jg := range journals {
 			if jg < g {
 				continue
 			}
 			n, clean, err := ls.replayJournal(filepath.Join(s.idxDir, journalName(jg)))
 			if err != nil {
-				return ls, 0, false, false, err
+				jerr = err
+				break
 			}
 			if !clean {
 				s.log.Info("index journal ends in a torn record (a crash while writing); ignoring the tail", "journal", journalName(jg))
 			}
 			jr += n
 		}
+		if jerr != nil {
+			// Records that pass their checksum but make no sense: do not
+			// guess, rebuild from the files.
+			s.log.Warn("unusable index journal", "err", jerr)
+			break
+		}
 		s.jrecords = jr
 		return ls, lastGen, jr > int64(ls.idx.len())/2+10_000, false, nil
 	}
 	if len(snaps) > 0 || len(journals) > 0 {
-		s.log.Warn("no valid index snapshot; rebuilding the index from the blob files")
+		s.log.Warn("no usable index; rebuilding it from the blob files (slow on a large cache)")
 	}
 	ls, err = s.rebuild()
 	return ls, lastGen, true, true, err
