@@ -48,11 +48,16 @@ def _python_headers_impl(rctx):
             sysheaders[word] = True
     for h in sorted(sysheaders.keys()):
         rctx.symlink(rctx.path(h), "sysinclude/" + h[len("/usr/include/"):])
+    # The interpreter itself, for tests that import the built modules.
+    rctx.symlink(python, "bin/python3")
     rctx.file("WORKSPACE", 'workspace(name = "{}")\n'.format(rctx.name))
     rctx.file("BUILD.bazel", """\
 load("@ferrule//rules/private:toolchain.bzl", "cpython_headers")
 
 package(default_visibility = ["//visibility:public"])
+
+# The interpreter these headers belong to (runs tests of extension modules).
+exports_files(["bin/python3"])
 
 cc_library(
     name = "cc_headers",
