@@ -23,6 +23,17 @@ func BenchmarkStore(b *testing.B) {
 	storetest.Bench(b, func(b *testing.B) store.Store { return openCleanup(b, b.TempDir(), 512<<20) })
 }
 
+func BenchmarkStoreCompressed(b *testing.B) {
+	storetest.Bench(b, func(b *testing.B) store.Store {
+		s, err := Open(Options{Dir: b.TempDir(), MaxBytes: 512 << 20, Compress: true, SnapshotInterval: -1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
 // fill puts n small blobs (seeded from first) into s with several writers
 // (creating files is latency-bound on some file systems).
 func fill(tb testing.TB, s *Store, first, n int) {

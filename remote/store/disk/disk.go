@@ -37,6 +37,11 @@ type Options struct {
 	// renamed into place. Without it a Put is safe against the process
 	// dying (kill -9) but not against the machine losing power.
 	Fsync bool
+	// Compress stores new values zstd-compressed, in independently
+	// compressed chunks so that reads at an offset stay cheap. MaxBytes
+	// and Stats then count the compressed bytes on disk. Values written
+	// either way are readable either way.
+	Compress bool
 	// SnapshotInterval is how often the index is snapshotted (which also
 	// persists LRU order) while the store is open, if it changed. 0 means
 	// ten minutes; negative means only at Close and when the journal grows.
@@ -51,6 +56,7 @@ type Store struct {
 	dir, blobDir, idxDir string
 	max                  int64
 	fsync                bool
+	compress             bool
 	log                  *slog.Logger
 	tmpPrefix            string // ".tmp-<run>-": temporary files of this run
 	lockFile             *os.File
@@ -117,6 +123,7 @@ func Open(opts Options) (*Store, error) {
 		idxDir:    filepath.Join(opts.Dir, "index"),
 		max:       opts.MaxBytes,
 		fsync:     opts.Fsync,
+		compress:  opts.Compress,
 		log:       log.With("store", "disk", "dir", opts.Dir),
 		tmpPrefix: ".tmp-" + hex.EncodeToString(run[:]) + "-",
 		nsByName:  make(map[nsName]uint32),
@@ -274,8 +281,10 @@ func (s *Store) rebuild() (loadState, error) {
 		defer f.Close()
 		hdr, hlen, err := readHeader(f)
 		fi, serr := f.Stat()
+		if err == nil && serr == nil {
+			err = checkLayout(f, hdr, hlen, fi.Size())
+		}
 		if err != nil || serr != nil || hdr.hash != h || hdr.keySize != size ||
-			fi.Size() != hlen+hdr.valueSize ||
 			path != filepath.Join(s.blobDir, hdr.ns.dirName(), blobName(hex.EncodeToString(h[:]), size)) {
 			s.log.Warn("removing an invalid blob file", "path", path, "err", err)
 			os.Remove(path)
@@ -287,7 +296,7 @@ func (s *Store) rebuild() (loadState, error) {
 			nsIDs[hdr.ns] = id
 			ls.nsList = append(ls.nsList, hdr.ns)
 		}
-		ls.idx.add(entryKey{ns: id, hash: h, size: size}, hdr.valueSize)
+		ls.idx.add(entryKey{ns: id, hash: h, size: size}, fi.Size()-hlen)
 		return nil
 	})
 	if err != nil {
@@ -414,8 +423,16 @@ func (s *Store) Get(ctx context.Context, key store.Key, offset int64) (io.ReadCl
 		return nil, 0, fmt.Errorf("get %s: %w", key, err)
 	}
 	hdr, hlen, err := readHeader(f)
-	if err == nil && (hdr.ns != nsOf(key) || hdr.hash != h || hdr.keySize != key.Size || fi.Size() != hlen+hdr.valueSize) {
-		err = fmt.Errorf("%w: file does not match its key or is truncated (%d bytes, header says %d+%d)", errBadHeader, fi.Size(), hlen, hdr.valueSize)
+	if err == nil && (hdr.ns != nsOf(key) || hdr.hash != h || hdr.keySize != key.Size) {
+		err = fmt.Errorf("%w: file does not match its key", errBadHeader)
+	}
+	var starts []int64
+	if err == nil {
+		if hdr.flags&flagZstd != 0 {
+			starts, err = chunkTable(f, hlen, fi.Size(), hdr.valueSize)
+		} else {
+			err = checkLayout(f, hdr, hlen, fi.Size())
+		}
 	}
 	if err != nil {
 		f.Close()
@@ -429,6 +446,9 @@ func (s *Store) Get(ctx context.Context, key store.Key, offset int64) (io.ReadCl
 	if offset < 0 || offset > hdr.valueSize {
 		f.Close()
 		return nil, 0, fmt.Errorf("get %s at offset %d of %d bytes: %w", key, offset, hdr.valueSize, store.ErrOutOfRange)
+	}
+	if starts != nil {
+		return newChunkReader(f, starts, hdr.valueSize, offset), hdr.valueSize, nil
 	}
 	return &blobReader{SectionReader: io.NewSectionReader(f, hlen+offset, hdr.valueSize-offset), f: f}, hdr.valueSize, nil
 }
@@ -544,7 +564,11 @@ func (s *Store) Put(ctx context.Context, key store.Key, size int64, r io.Reader)
 	s.mu.Unlock()
 
 	final := s.path(nsDir, key)
-	if err := s.writeFile(ctx, final, header{ns: name, hash: h, keySize: key.Size, valueSize: size}, r); err != nil {
+	hdr := header{ns: name, hash: h, keySize: key.Size, valueSize: size}
+	if s.compress {
+		hdr.flags = flagZstd
+	}
+	if err := s.writeFile(ctx, final, hdr, r); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	return nil
@@ -577,11 +601,23 @@ func (s *Store) writeFile(ctx context.Context, final string, hdr header, r io.Re
 	if _, err := w.Write(hdr.marshal()); err != nil {
 		return fmt.Errorf("writing %s: %w", tmp.Name(), err)
 	}
+	stored := hdr.valueSize
+	var cw *chunkWriter
+	if hdr.flags&flagZstd != 0 {
+		cw = newChunkWriter(w)
+		w = cw
+	}
 	bp := copyBufs.Get().(*[]byte)
 	err = store.ReadExactly(w, r, hdr.valueSize, *bp)
 	copyBufs.Put(bp)
 	if err != nil {
 		return err
+	}
+	if cw != nil {
+		if err := cw.Close(); err != nil {
+			return fmt.Errorf("writing %s: %w", tmp.Name(), err)
+		}
+		stored = cw.written
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -612,9 +648,9 @@ func (s *Store) writeFile(ctx context.Context, final string, hdr header, r io.Re
 	}
 	renamed = true
 	s.mu.Lock()
-	s.idx.add(ek, hdr.valueSize)
+	s.idx.add(ek, stored)
 	s.changes++
-	s.jbuf = appendAdd(s.jbuf, ek, hdr.valueSize)
+	s.jbuf = appendAdd(s.jbuf, ek, stored)
 	s.writeJournalLocked() // if this fails the file is an orphan after a restart: safe
 	victims := s.evictLocked(&ek)
 	s.mu.Unlock()

@@ -88,6 +88,7 @@ const (
 )
 
 type header struct {
+	flags     byte // flagZstd: the value is stored compressed (compress.go)
 	ns        nsName
 	hash      [32]byte
 	keySize   int64
@@ -97,7 +98,7 @@ type header struct {
 func (h *header) marshal() []byte {
 	b := make([]byte, 0, headerFixedLen+len(h.ns.instance)+4)
 	b = append(b, headerMagic...)
-	b = append(b, 0, byte(h.ns.kind))
+	b = append(b, h.flags, byte(h.ns.kind))
 	b = binary.LittleEndian.AppendUint32(b, uint32(h.ns.function))
 	b = binary.LittleEndian.AppendUint64(b, uint64(h.keySize))
 	b = binary.LittleEndian.AppendUint64(b, uint64(h.valueSize))
@@ -122,7 +123,7 @@ func readHeader(r io.ReaderAt) (header, int64, error) {
 	if n < headerFixedLen || string(buf[:4]) != headerMagic {
 		return h, 0, fmt.Errorf("%w: short or no magic", errBadHeader)
 	}
-	if buf[4] != 0 {
+	if h.flags = buf[4]; h.flags&^flagZstd != 0 {
 		return h, 0, fmt.Errorf("%w: unknown flags %#x", errBadHeader, buf[4])
 	}
 	h.ns.kind = store.Kind(buf[5])

@@ -1,0 +1,174 @@
+package disk
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// With Options.Compress, a value is stored as independent zstd frames of
+// chunkSize uncompressed bytes each (the last one shorter), followed by a
+// table of the frames' compressed lengths:
+//
+//	frame... | length u32 per frame | frame count u32 | "FRZ1"
+//
+// A read at any offset decompresses from the frame holding it, so random
+// access costs at most one chunk of extra work.
+const (
+	chunkSize    = 256 << 10
+	trailerMagic = "FRZ1"
+	flagZstd     = 1
+)
+
+var (
+	zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(chunkSize))
+)
+
+// chunkWriter compresses what is written to it chunk by chunk into w.
+type chunkWriter struct {
+	w       io.Writer
+	buf     []byte // pending uncompressed bytes, < chunkSize
+	out     []byte
+	lengths []uint32
+	written int64 // compressed bytes written to w
+}
+
+func newChunkWriter(w io.Writer) *chunkWriter {
+	return &chunkWriter{w: w, buf: make([]byte, 0, chunkSize)}
+}
+
+func (c *chunkWriter) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		m := min(len(p), chunkSize-len(c.buf))
+		c.buf = append(c.buf, p[:m]...)
+		p, n = p[m:], n+m
+		if len(c.buf) == chunkSize {
+			if err := c.flush(); err != nil {
+				return n, err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (c *chunkWriter) flush() error {
+	if len(c.buf) == 0 {
+		return nil
+	}
+	c.out = zenc.EncodeAll(c.buf, c.out[:0])
+	c.buf = c.buf[:0]
+	if _, err := c.w.Write(c.out); err != nil {
+		return err
+	}
+	c.lengths = append(c.lengths, uint32(len(c.out)))
+	c.written += int64(len(c.out))
+	return nil
+}
+
+// Close writes the last chunk and the table. It does not close w.
+func (c *chunkWriter) Close() error {
+	if err := c.flush(); err != nil {
+		return err
+	}
+	t := make([]byte, 0, 4*len(c.lengths)+8)
+	for _, l := range c.lengths {
+		t = binary.LittleEndian.AppendUint32(t, l)
+	}
+	t = binary.LittleEndian.AppendUint32(t, uint32(len(c.lengths)))
+	t = append(t, trailerMagic...)
+	_, err := c.w.Write(t)
+	c.written += int64(len(t))
+	return err
+}
+
+// chunkTable reads and checks the table of a compressed value stored in f
+// after a header of hlen bytes, in a file of fileSize bytes, and returns the
+// frames' start offsets in the file (one more than frames: the last is the
+// table's start).
+func chunkTable(f io.ReaderAt, hlen, fileSize, valueSize int64) ([]int64, error) {
+	frames := (valueSize + chunkSize - 1) / chunkSize
+	tlen := 4*frames + 8
+	if fileSize < hlen+tlen {
+		return nil, fmt.Errorf("%w: compressed file too short", errBadHeader)
+	}
+	t := make([]byte, tlen)
+	if _, err := f.ReadAt(t, fileSize-tlen); err != nil {
+		return nil, fmt.Errorf("%w: reading chunk table: %w", errBadHeader, err)
+	}
+	if string(t[tlen-4:]) != trailerMagic || int64(binary.LittleEndian.Uint32(t[tlen-8:])) != frames {
+		return nil, fmt.Errorf("%w: bad chunk table", errBadHeader)
+	}
+	starts := make([]int64, frames+1)
+	starts[0] = hlen
+	for i := range frames {
+		starts[i+1] = starts[i] + int64(binary.LittleEndian.Uint32(t[4*i:]))
+	}
+	if starts[frames] != fileSize-tlen {
+		return nil, fmt.Errorf("%w: chunk table does not match the file size", errBadHeader)
+	}
+	return starts, nil
+}
+
+// chunkReader decompresses a value from offset on.
+type chunkReader struct {
+	f         *os.File
+	starts    []int64
+	valueSize int64
+	next      int    // next frame to decompress
+	skip      int64  // bytes to drop from the next frame
+	cur       []byte // decompressed bytes not yet returned
+	in, out   []byte
+}
+
+func newChunkReader(f *os.File, starts []int64, valueSize, offset int64) *chunkReader {
+	return &chunkReader{f: f, starts: starts, valueSize: valueSize, next: int(offset / chunkSize), skip: offset % chunkSize}
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	for len(c.cur) == 0 {
+		if c.next >= len(c.starts)-1 {
+			return 0, io.EOF
+		}
+		i := c.next
+		c.next++
+		n := c.starts[i+1] - c.starts[i]
+		if n < 0 || n > 2*chunkSize {
+			return 0, fmt.Errorf("%w: frame %d has %d bytes", errBadHeader, i, n)
+		}
+		c.in = append(c.in[:0], make([]byte, n)...)
+		if _, err := c.f.ReadAt(c.in, c.starts[i]); err != nil {
+			return 0, fmt.Errorf("reading frame %d: %w", i, err)
+		}
+		want := min(chunkSize, c.valueSize-int64(i)*chunkSize)
+		out, err := zdec.DecodeAll(c.in, c.out[:0])
+		if err != nil || int64(len(out)) != want {
+			return 0, fmt.Errorf("%w: frame %d does not decompress to %d bytes (%d, %v)", errBadHeader, i, want, len(out), err)
+		}
+		c.out = out
+		c.cur = out[c.skip:]
+		c.skip = 0
+	}
+	n := copy(p, c.cur)
+	c.cur = c.cur[n:]
+	return n, nil
+}
+
+func (c *chunkReader) Close() error { return c.f.Close() }
+
+// checkLayout checks that a file's size fits its header: exactly header
+// plus value for plain values, a consistent chunk table for compressed ones.
+func checkLayout(f io.ReaderAt, hdr header, hlen, fileSize int64) error {
+	if hdr.flags&flagZstd != 0 {
+		_, err := chunkTable(f, hlen, fileSize, hdr.valueSize)
+		return err
+	}
+	if fileSize != hlen+hdr.valueSize {
+		return fmt.Errorf("%w: file is truncated or too long (%d bytes, header says %d+%d)", errBadHeader, fileSize, hlen, hdr.valueSize)
+	}
+	return nil
+}
