@@ -34,7 +34,7 @@ import (
 const fn = repb.DigestFunction_SHA256
 
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	st    store.Store
 	svc   *Service
 	exec  repb.ExecutionClient
@@ -50,7 +50,7 @@ func quietLogger() *slog.Logger {
 
 // newEnv starts the Execution, Scheduler, CAS and ByteStream services on
 // bufconn (or TCP when tcp is set, for worker subprocesses).
-func newEnv(t *testing.T, opts Options, tcp bool) *env {
+func newEnv(t testing.TB, opts Options, tcp bool) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)

@@ -447,8 +447,8 @@ func (rep *Report) Write(w io.Writer, nameA, nameB string, maxActions int) {
 			break
 		}
 		fmt.Fprintf(w, "\n%s", d.Key)
-		if d.Mnemonic != "" || d.Target != "" {
-			fmt.Fprintf(w, "  (%s %s)", d.Mnemonic, d.Target)
+		if what := strings.TrimSpace(d.Mnemonic + " " + d.Target); what != "" {
+			fmt.Fprintf(w, "  (%s)", what)
 		}
 		fmt.Fprintln(w)
 		for _, x := range d.Differences {
