@@ -127,4 +127,3 @@ func TestStatsOfUnwraps(t *testing.T) {
 }
 
 type noStats struct{ store.Store }
-
