@@ -22,9 +22,15 @@ func reportLatencies(b *testing.B, d []time.Duration) {
 // execution: Execute of `/bin/sh -c true` (cache lookup skipped) through the
 // Execution service, the scheduler and an in-process worker with its
 // sandbox, on bufconn. Compare with BenchmarkLocalTrivialAction.
-func BenchmarkRemoteTrivialAction(b *testing.B) {
+func BenchmarkRemoteTrivialAction(b *testing.B) { benchRemote(b, false) }
+
+// BenchmarkRemoteTrivialActionNoNamespaces is the same without the
+// mount/pid/net namespaces, to show what the sandbox costs.
+func BenchmarkRemoteTrivialActionNoNamespaces(b *testing.B) { benchRemote(b, true) }
+
+func benchRemote(b *testing.B, noNS bool) {
 	e := newEnv(b, Options{}, false)
-	wait, err := e.svc.StartLocalWorkers(e.ctx, 1, LocalWorkerOptions{Dir: b.TempDir(), Platform: e.props})
+	wait, err := e.svc.StartLocalWorkers(e.ctx, 1, LocalWorkerOptions{Dir: b.TempDir(), Platform: e.props, NoNamespaces: noNS})
 	if err != nil {
 		b.Fatal(err)
 	}
