@@ -255,3 +255,56 @@ func keys(spawns []Spawn) []string {
 	}
 	return ks
 }
+
+// TestRulesBadVendor breaks the vendor directory of a copy of the repository
+// in the two ways a user meets (a crate missing, a crate whose contents do
+// not match the lock file) and requires a build error naming the crate.
+func TestRulesBadVendor(t *testing.T) {
+	requireE2E(t)
+	dir := filepath.Join(testRoot(t), "rules", "badvendor", "ws")
+	CopyRepo(t, dir)
+	bz := NewBazel(t, dir)
+	t.Cleanup(func() { bz.Shutdown(t) })
+	vendor := filepath.Join(dir, "third_party", "vendor")
+
+	if err := os.Rename(filepath.Join(vendor, "syn-3.0.10"), filepath.Join(dir, "syn-aside")); err != nil {
+		t.Fatal(err)
+	}
+	out, err := bz.RunErr(t, "build", "//examples/base64:_base64")
+	if err == nil {
+		t.Fatal("build succeeded with syn missing from the vendor directory")
+	}
+	if !strings.Contains(out, "crate syn 3.0.10 is missing from") || !strings.Contains(out, "20-crates.sh") {
+		t.Errorf("the error does not name the missing crate and the fix:\n%s", tail(out, 30))
+	}
+	if err := os.Rename(filepath.Join(dir, "syn-aside"), filepath.Join(vendor, "syn-3.0.10")); err != nil {
+		t.Fatal(err)
+	}
+
+	sums := filepath.Join(vendor, "thiserror-2.0.21", ".cargo-checksum.json")
+	data, err := os.ReadFile(sums)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(string(data), `"package":"`, `"package":"0000`, 1)
+	if bad == string(data) {
+		t.Fatalf("unexpected %s: %.200s", sums, data)
+	}
+	if err := os.WriteFile(sums, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = bz.RunErr(t, "build", "//examples/base64:_base64")
+	if err == nil {
+		t.Fatal("build succeeded with a vendored crate whose checksum disagrees with Cargo.lock")
+	}
+	if !strings.Contains(out, "crate thiserror 2.0.21: the vendored copy has checksum 0000") {
+		t.Errorf("the error does not name the mismatched crate:\n%s", tail(out, 30))
+	}
+	// ferrule vendor --check says the same about the lock file.
+	cmd := exec.Command("go", "run", "./cmd/ferrule", "vendor", "--check")
+	cmd.Dir = dir
+	vout, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(vout), "crate thiserror 2.0.21: Cargo.lock has checksum") || strings.Contains(string(vout), "goroutine") {
+		t.Errorf("ferrule vendor --check on a mismatched vendor directory: %v\n%s", err, vout)
+	}
+}
