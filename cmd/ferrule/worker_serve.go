@@ -26,7 +26,7 @@ func init() {
 		name: "execution",
 		flags: func(fs *flag.FlagSet) {
 			fs.IntVar(&serveExec.workers, "workers", 0, "in-process remote execution workers (0: only `ferrule worker` processes run actions)")
-			fs.StringVar(&serveExec.workerDir, "worker_dir", "", "working directory of the in-process workers (default: DIR/workers under --dir)")
+			fs.StringVar(&serveExec.workerDir, "worker_dir", "", "working directory of the in-process workers (default: workers/ under --dir)")
 			fs.BoolVar(&serveExec.noNS, "worker_no_namespaces", false, "in-process workers run actions without mount/pid/network namespaces")
 			fs.Var(&serveExec.platform, "worker_platform", "platform property NAME=VALUE the in-process workers offer on top of OSFamily and ISA (repeatable)")
 		},
@@ -40,7 +40,7 @@ func init() {
 			}
 			dir := serveExec.workerDir
 			if dir == "" {
-				dir = filepath.Join(defaultServeConfig().Dir, "workers")
+				dir = filepath.Join(activeServeConfig.Dir, "workers")
 			}
 			wctx, cancel := context.WithCancel(ctx)
 			wait, err := svc.StartLocalWorkers(wctx, serveExec.workers, execution.LocalWorkerOptions{

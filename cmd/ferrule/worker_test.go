@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"strings"
+	"testing"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"github.com/ferrule-build/ferrule/remote/digest"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+)
+
+func TestWorkerUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"worker"},
+		{"worker", "--scheduler", "127.0.0.1:1", "extra"},
+		{"worker", "--scheduler", "127.0.0.1:1", "--platform", "novalue"},
+		{"worker", "--scheduler", "127.0.0.1:1", "--log_level", "loud"},
+	} {
+		var stderr bytes.Buffer
+		if code := run(args, io.Discard, &stderr); code != 2 {
+			t.Errorf("%v: exit %d, want 2 (%s)", args, code, stderr.String())
+		}
+	}
+}
+
+func TestWorkerPlatform(t *testing.T) {
+	p := workerPlatform(platformFlag{{Name: "ISA", Value: "riscv64"}, {Name: "pool", Value: "big"}})
+	got := (*platformFlag)(&p).String()
+	if !strings.Contains(got, "ISA=riscv64") || strings.Contains(got, "ISA=x86-64") || !strings.Contains(got, "pool=big") || !strings.Contains(got, "OSFamily=") {
+		t.Errorf("platform %s", got)
+	}
+}
+
+func TestExplainCommand(t *testing.T) {
+	a, b := "../../remote/explain/testdata/machine_a.json", "../../remote/explain/testdata/machine_b.json"
+	if code := run([]string{"explain", a, b}, io.Discard, io.Discard); code != 0 {
+		t.Errorf("explain: exit %d", code)
+	}
+	if code := run([]string{"explain", a}, io.Discard, io.Discard); code != 2 {
+		t.Errorf("one log: exit %d, want 2", code)
+	}
+	var stderr bytes.Buffer
+	if code := run([]string{"explain", a, "../../remote/explain/testdata/truncated.json"}, io.Discard, &stderr); code != 1 || !strings.Contains(stderr.String(), "truncated.json") {
+		t.Errorf("malformed log: exit %d, %s", code, stderr.String())
+	}
+}
+
+// `ferrule serve --workers 1` executes actions.
+func TestServeWithWorkersExecutes(t *testing.T) {
+	dir := t.TempDir()
+	c, err := loadForTest(t, "--grpc_address", "127.0.0.1:0", "--http_address", "none", "--dir", dir, "--store", "memory", "--workers", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { serveExec.workers = 0 }()
+	srv, out, stop := startServe(t, c)
+	defer stop()
+	if !strings.Contains(out.String(), "1 in-process worker") {
+		t.Errorf("output: %s", out.String())
+	}
+	ctx := context.Background()
+	conn, err := grpc.NewClient(srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	caps, err := repb.NewCapabilitiesClient(conn).GetCapabilities(ctx, &repb.GetCapabilitiesRequest{}, grpc.WaitForReady(true))
+	if err != nil || !caps.GetExecutionCapabilities().GetExecEnabled() {
+		t.Fatalf("execution not advertised: %v %v", caps, err)
+	}
+	cas := repb.NewContentAddressableStorageClient(conn)
+	upload := func(m proto.Message) *repb.Digest {
+		data, _ := proto.Marshal(m)
+		d, _ := digest.Of(repb.DigestFunction_SHA256, data)
+		resp, err := cas.BatchUpdateBlobs(ctx, &repb.BatchUpdateBlobsRequest{Requests: []*repb.BatchUpdateBlobsRequest_Request{{Digest: d, Data: data}}})
+		if err != nil || resp.Responses[0].Status.GetCode() != 0 {
+			t.Fatalf("upload: %v %v", resp, err)
+		}
+		return d
+	}
+	cmd := &repb.Command{Arguments: []string{"/bin/sh", "-c", "echo via-serve > out"}, OutputFiles: []string{"out"}}
+	ad := upload(&repb.Action{CommandDigest: upload(cmd), InputRootDigest: digest.Empty(repb.DigestFunction_SHA256)})
+	stream, err := repb.NewExecutionClient(conn).Execute(ctx, &repb.ExecuteRequest{ActionDigest: ad})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last *repb.ExecuteResponse
+	for {
+		op, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if op.Done {
+			last = &repb.ExecuteResponse{}
+			op.GetResponse().UnmarshalTo(last)
+		}
+	}
+	if last == nil || last.Status.GetCode() != 0 || last.Result.GetExitCode() != 0 || len(last.Result.GetOutputFiles()) != 1 {
+		t.Fatalf("execute via serve: %v", last)
+	}
+}
