@@ -112,8 +112,10 @@ func (s *Service) enqueueLocked(j *job) {
 		q = &jobQueue{platform: j.platform}
 		s.queues[key] = q
 	}
-	s.seq++
-	j.seq = s.seq
+	if j.seq == 0 { // a requeued job keeps its place among its priority
+		s.seq++
+		j.seq = s.seq
+	}
 	j.leaseID = ""
 	j.queuedAt = time.Now()
 	heap.Push(&q.jobs, j)
