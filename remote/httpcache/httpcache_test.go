@@ -19,6 +19,7 @@ import (
 	"github.com/ferrule-build/ferrule/remote/digest"
 	"github.com/ferrule-build/ferrule/remote/httpcache"
 	"github.com/ferrule-build/ferrule/remote/store"
+	"github.com/ferrule-build/ferrule/remote/store/disk"
 	"github.com/ferrule-build/ferrule/remote/store/memory"
 )
 
@@ -292,5 +293,53 @@ func TestSizerThroughDecorators(t *testing.T) {
 	defer srv.Close()
 	if code, got := do(t, "GET", srv.URL+"/cas/"+h, nil); code != 200 || !bytes.Equal(got, data) {
 		t.Fatalf("GET via Sizer: %d %q", code, got)
+	}
+}
+
+// TestConcurrentPutsOnDisk: the same and different blobs PUT at once over
+// HTTP onto the disk store all succeed and read back whole.
+func TestConcurrentPutsOnDisk(t *testing.T) {
+	d, err := disk.Open(disk.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	srv := httptest.NewServer(httpcache.New(d, httpcache.Options{}))
+	defer srv.Close()
+	var blobs [][]byte
+	for i := range 4 {
+		blobs = append(blobs, bytes.Repeat([]byte{byte('a' + i)}, 100_000*(i+1)))
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 64)
+	for round := range 4 {
+		for i, b := range blobs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				url := srv.URL + "/cas/" + hash(t, b)
+				req, _ := http.NewRequest("PUT", url, bytes.NewReader(b))
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					errs <- err.Error()
+					return
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					errs <- fmt.Sprintf("round %d blob %d: PUT %d %s", round, i, resp.StatusCode, body)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	for i, b := range blobs {
+		if code, got := do(t, "GET", srv.URL+"/cas/"+hash(t, b), nil); code != 200 || !bytes.Equal(got, b) {
+			t.Errorf("blob %d: GET %d, %d bytes", i, code, len(got))
+		}
 	}
 }
