@@ -1,0 +1,60 @@
+"""Checks of the interpreter @cpython built, run by that interpreter.
+
+It must be CPython 3.11 started from its own install tree (not from the
+source tree or the host's Python), with the built-in and shared extension
+modules Ferrule's overlay compiles importable.
+"""
+import importlib
+import os
+import sys
+import sysconfig
+
+failures = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what)
+    if not cond:
+        failures.append(what)
+
+
+check(sys.version_info[:2] == (3, 11), "version is 3.11: %s" % sys.version.split()[0])
+check(sys.implementation.name == "cpython", "implementation is cpython")
+prefix = os.path.realpath(sys.prefix)
+check(prefix.endswith(os.path.join("external", "cpython", "install")) or prefix.endswith("/install"),
+      "sys.prefix is the install tree: %s" % prefix)
+check(os.path.realpath(os.__file__).startswith(prefix), "os comes from the install tree: %s" % os.__file__)
+check(not os.path.exists(os.path.join(prefix, "Lib")), "no source tree (Lib/) under the prefix")
+check(sys.flags.dont_write_bytecode == 1, "tests do not write bytecode into Bazel's outputs")
+check(sys.implementation._multiarch == sysconfig.get_config_var("MULTIARCH"), "sysconfig data matches sys.implementation")
+
+builtin = ["atexit", "faulthandler", "posix", "_signal", "_tracemalloc", "_codecs", "_collections",
+           "errno", "_io", "itertools", "_sre", "_thread", "time", "_weakref", "_abc", "_functools",
+           "_locale", "_operator", "_stat", "_symtable", "pwd", "xxsubtype", "marshal", "_imp", "gc"]
+for name in builtin:
+    check(name in sys.builtin_module_names, "built-in module %s" % name)
+
+suffix = sysconfig.get_config_var("EXT_SUFFIX")
+for name in sys.argv[1:]:
+    try:
+        mod = importlib.import_module(name)
+    except ImportError as e:
+        check(False, "import %s: %s" % (name, e))
+        continue
+    check(getattr(mod, "__file__", "").endswith(suffix), "shared module %s: %s" % (name, os.path.basename(mod.__file__)))
+
+import zlib, binascii, json, struct, math
+check(zlib.decompress(zlib.compress(b"ferrule" * 100)) == b"ferrule" * 100, "zlib round trip")
+check(binascii.crc32(b"ferrule") == zlib.crc32(b"ferrule"), "binascii crc32 (zlib's) agrees with zlib")
+check(json.loads(json.dumps({"a": [1, 2.5]})) == {"a": [1, 2.5]}, "json round trip (C accelerator)")
+check(json.scanner.c_make_scanner is not None, "json uses _json")
+check(struct.unpack("<iq", struct.pack("<iq", -1, 2**40)) == (-1, 2**40), "struct round trip")
+check(math.isclose(math.gamma(5), 24.0), "math.gamma")
+import importlib.util
+import __hello__  # a frozen test module
+check(importlib.util.find_spec("__hello__").origin == "frozen", "frozen modules are in the binary")
+
+if failures:
+    print("%d check(s) failed" % len(failures))
+    sys.exit(1)
+print("all checks passed")

@@ -1,0 +1,57 @@
+"""The target platforms @cpython knows: one entry per platform.
+
+Adding a platform (e.g. linux-aarch64 with Debian's gcc-aarch64-linux-gnu) is
+one more entry here plus platforms/<name>/pyconfig.h (derived with
+tools/pyconfig_defines.py from a scratch configure run for that target).
+"""
+
+CPYTHON_PLATFORMS = {
+    "linux-x86_64": struct(
+        constraints = ["@platforms//os:linux", "@platforms//cpu:x86_64"],
+        machdep = "linux",  # sys.platform
+        multiarch = "x86_64-linux-gnu",  # sys.implementation._multiarch
+        soabi = "cpython-311-x86_64-linux-gnu",
+        host_gnu_type = "x86_64-pc-linux-gnu",
+    ),
+    # "linux-aarch64": struct(
+    #     constraints = ["@platforms//os:linux", "@platforms//cpu:aarch64"],
+    #     machdep = "linux",
+    #     multiarch = "aarch64-linux-gnu",
+    #     soabi = "cpython-311-aarch64-linux-gnu",
+    #     host_gnu_type = "aarch64-unknown-linux-gnu",
+    # ),
+}
+
+def cpython_platform_select(field):
+    """A select() over CPYTHON_PLATFORMS of one field of the entries."""
+    return select({
+        "@ferrule//third_party/cpython/platforms:" + name: getattr(p, field)
+        for name, p in CPYTHON_PLATFORMS.items()
+    }, no_match_error = "@cpython: no pyconfig.h for this target platform; supported: " + ", ".join(CPYTHON_PLATFORMS.keys()))
+
+def cpython_sysconfig_vars(version, copts, linkopts):
+    """sysconfig's build-time variables for each platform (a select of dicts)."""
+    return select({
+        "@ferrule//third_party/cpython/platforms:" + name: {
+            "ABIFLAGS": "",
+            "CC": "gcc",
+            "CCSHARED": "-fPIC",
+            "CFLAGS": " ".join([c for c in copts if "$(" not in c and "prefix-map" not in c]),
+            "EXT_SUFFIX": "." + p.soabi + ".so",
+            "HOST_GNU_TYPE": p.host_gnu_type,
+            "LDSHARED": "gcc -shared",
+            "LIBS": " ".join(linkopts),
+            "MACHDEP": p.machdep,
+            "MULTIARCH": p.multiarch,
+            "Py_DEBUG": "0",
+            "Py_ENABLE_SHARED": "0",
+            "SHLIB_SUFFIX": ".so",
+            "SOABI": p.soabi,
+            "VERSION": version,
+            "WITH_DOC_STRINGS": "1",
+            "WITH_PYMALLOC": "1",
+            "prefix": "/usr/local",
+            "exec_prefix": "/usr/local",
+        }
+        for name, p in CPYTHON_PLATFORMS.items()
+    })

@@ -1,0 +1,99 @@
+"""The @cpython repository: a CPython source tree with Ferrule's own BUILD overlay.
+
+In a WORKSPACE:
+
+    load("@ferrule//third_party/cpython:repo.bzl", "cpython_source")
+
+    cpython_source(name = "cpython")                      # ./tools/setup.sh's copy
+    cpython_source(name = "cpython", path = "/src/cpython")  # any 3.11 checkout
+
+The source tree is linked in, never copied or modified; the overlay
+(BUILD.cpython.bazel) and the per-platform pyconfig.h files come from this
+package. Nothing runs configure: the build compiles the tree as it is.
+"""
+
+_SETUP_DIR = ".ferrule/cpython-src"
+_SUPPORTED = "3.11"
+
+def _main_workspace_dir(rctx):
+    return rctx.path(Label("@ferrule//:WORKSPACE")).dirname
+
+def _source_dir(rctx):
+    path = rctx.attr.path or rctx.os.environ.get("FERRULE_CPYTHON_SRC", "") or _SETUP_DIR
+    if path.startswith("/"):
+        return rctx.path(path)
+    return rctx.path("{}/{}".format(_main_workspace_dir(rctx), path))
+
+def _version(rctx, src):
+    # PY_VERSION from Include/patchlevel.h, e.g. "3.11.2".
+    for line in rctx.read(src.get_child("Include").get_child("patchlevel.h")).split("\n"):
+        words = [w for w in line.replace("\t", " ").split(" ") if w]
+        if len(words) >= 3 and words[0] == "#define" and words[1] == "PY_VERSION":
+            return words[2].strip('"')
+    return ""
+
+def _stub(rctx, message):
+    # A repository whose targets load (so `bazel test //...` still loads in a
+    # workspace without the sources) and fail with `message` when built.
+    rctx.file("WORKSPACE", 'workspace(name = "{}")\n'.format(rctx.name))
+    rctx.file("BUILD.bazel", """\
+load("@ferrule//third_party/cpython:stub.bzl", "cpython_missing")
+
+package(default_visibility = ["//visibility:public"])
+
+[cpython_missing(name = n, message = {message}) for n in [
+    "python3",
+    "python",
+    "stdlib",
+    "testsuite",
+    "headers",
+    "libpython",
+]]
+""".format(message = repr(message)))
+
+def _cpython_source_impl(rctx):
+    src = _source_dir(rctx)
+    if not src.get_child("Include").get_child("Python.h").exists:
+        msg = "CPython source not found at {}: run ./tools/setup.sh (or set FERRULE_CPYTHON_SRC / cpython_source(path = ...))".format(src)
+        print("WARNING: @{}: {}".format(rctx.name, msg))
+        _stub(rctx, msg)
+        return
+    version = _version(rctx, src)
+    if not version.startswith(_SUPPORTED + "."):
+        msg = "CPython source at {} is version {}; Ferrule's overlay (third_party/cpython) supports {}.x".format(src, version or "unknown", _SUPPORTED)
+        print("WARNING: @{}: {}".format(rctx.name, msg))
+        _stub(rctx, msg)
+        return
+
+    # Link every top-level entry of the checkout (as new_local_repository
+    # does), so edits to the sources are seen by the next build.
+    for child in src.readdir():
+        if child.basename in ("BUILD", "BUILD.bazel", "WORKSPACE", "WORKSPACE.bazel", "ferrule"):
+            continue
+        rctx.symlink(child, child.basename)
+    rctx.file("WORKSPACE", 'workspace(name = "{}")\n'.format(rctx.name))
+    rctx.symlink(rctx.attr.build_file, "BUILD.bazel")
+    rctx.file("ferrule/BUILD.bazel", "")
+    rctx.file("ferrule/version.bzl", "CPYTHON_VERSION = {}\nCPYTHON_SOURCE = {}\n".format(repr(version), repr(str(src))))
+
+cpython_source = repository_rule(
+    implementation = _cpython_source_impl,
+    doc = "A CPython 3.11 source tree (path, $FERRULE_CPYTHON_SRC, or ./tools/setup.sh's copy) with Ferrule's BUILD overlay.",
+    attrs = {
+        "path": attr.string(
+            doc = "The CPython checkout: absolute, or relative to the main workspace. " +
+                  "Default: $FERRULE_CPYTHON_SRC, else .ferrule/cpython-src (made by tools/setup.d/30-cpython-source.sh).",
+        ),
+        "build_file": attr.label(
+            default = Label("@ferrule//third_party/cpython:BUILD.cpython.bazel"),
+            doc = "The BUILD overlay for the tree.",
+        ),
+    },
+    environ = ["FERRULE_CPYTHON_SRC"],
+    local = True,
+)
+
+def cpython_dependencies(name = "cpython", **kwargs):
+    """Declares @cpython (unless the WORKSPACE already has a repository of that name)."""
+    if name not in native.existing_rules():
+        cpython_source(name = name, **kwargs)
