@@ -106,7 +106,7 @@ type recordReader struct {
 }
 
 func newRecordReader(r io.Reader) (*recordReader, error) {
-	br := bufio.NewReaderSize(r, 1<<20)
+	br := bufio.NewReaderSize(r, 64<<10)
 	magic := make([]byte, len(fileMagic))
 	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != fileMagic {
 		return nil, fmt.Errorf("%w: no index file magic", errTorn)
