@@ -32,6 +32,7 @@ func runBindgen(args []string, stdout, stderr io.Writer) error {
 	libclang := fs.String("libclang", "", "libclang shared library bindgen loads")
 	header := fs.String("header", "", "the header to generate bindings for")
 	out := fs.String("out", "", "output .rs file")
+	rustfmt := fs.String("rustfmt", "", "rustfmt for bindgen to format the bindings with (RUSTFMT)")
 	var passthrough stringList
 	fs.Var(&passthrough, "arg", "a bindgen flag (repeatable), e.g. --allowlist-function=Py.*")
 	if err := fs.Parse(own); err != nil {
@@ -53,6 +54,9 @@ func runBindgen(args []string, stdout, stderr io.Writer) error {
 	bargs = append(bargs, clangArgs...)
 	cmd := exec.Command(absPath(*bindgen, wd), bargs...)
 	env := append(os.Environ(), "RUST_BACKTRACE=0")
+	if *rustfmt != "" {
+		env = append(env, "RUSTFMT="+absPath(*rustfmt, wd))
+	}
 	if *libclang != "" {
 		env = append(env, "LIBCLANG_PATH="+filepath.Dir(absPath(*libclang, wd)))
 	}

@@ -45,6 +45,9 @@ func runRustc(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if rest, err = expandParamFiles(rest); err != nil {
+		return err
+	}
 	env := os.Environ()
 	for _, kv := range envs {
 		if !strings.Contains(kv, "=") {
@@ -93,6 +96,28 @@ func crateOf(args []string) string {
 		return args[0]
 	}
 	return "?"
+}
+
+// expandParamFiles replaces @FILE arguments (Bazel's multiline parameter
+// files, used when a command line is too long) with the file's lines, so the
+// builder sees every rustc argument and rustc gets one consistent list.
+func expandParamFiles(args []string) ([]string, error) {
+	var out []string
+	for _, a := range args {
+		if !strings.HasPrefix(a, "@") || len(a) == 1 {
+			out = append(out, a)
+			continue
+		}
+		data, err := os.ReadFile(a[1:])
+		if err != nil {
+			return nil, fmt.Errorf("parameter file: %v", err)
+		}
+		text := strings.TrimSuffix(string(data), "\n")
+		if text != "" {
+			out = append(out, strings.Split(text, "\n")...)
+		}
+	}
+	return out, nil
 }
 
 func splitDashDash(args []string) (own, rest []string) {

@@ -89,3 +89,21 @@ func TestRustcUsageErrors(t *testing.T) {
 		t.Errorf("bad --env: %v", err)
 	}
 }
+
+func TestExpandParamFiles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "params")
+	if err := os.WriteFile(path, []byte("lib.rs\n--crate-name\nfoo\n--cfg\nfeature=\"a b\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := expandParamFiles([]string{"--edition=2021", "@" + path, "@"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"--edition=2021", "lib.rs", "--crate-name", "foo", "--cfg", `feature="a b"`, "@"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if _, err := expandParamFiles([]string{"@/no/such/file"}); err == nil {
+		t.Error("missing parameter file: no error")
+	}
+}

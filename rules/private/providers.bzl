@@ -4,6 +4,7 @@ RustToolchainInfo = provider(
     doc = "A Rust compiler and the standard libraries of its host and target.",
     fields = {
         "rustc": "File: the rustc executable (run directly, with --sysroot).",
+        "rustfmt": "File or None: rustfmt of the same toolchain (formats generated bindings).",
         "sysroot": "string: exec-root-relative path of the sysroot directory holding bin/ and lib/.",
         "files": "depset of File: everything a rustc action needs (compiler, its libraries, both standard libraries).",
         "version": "string: rustc's release, e.g. 1.95.0.",

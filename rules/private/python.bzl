@@ -25,6 +25,15 @@ def _cpython_bindgen_impl(ctx):
     args.add("--libclang", bg.libclang)
     args.add("--header", header)
     args.add("--out", out)
+    if tc.rustfmt:
+        # Formatted bindings are readable and diffable; rustfmt comes from
+        # the pinned Rust toolchain, so the output stays reproducible.
+        args.add("--rustfmt", tc.rustfmt)
+        extra = extra + [tc.rustfmt]
+        tool_files = [tc.files]
+    else:
+        args.add("--arg=--no-rustfmt-bindings")
+        tool_files = []
     for kind, vals in [
         ("allowlist-function", ctx.attr.allowlist_functions),
         ("allowlist-type", ctx.attr.allowlist_types),
@@ -51,7 +60,7 @@ def _cpython_bindgen_impl(ctx):
     ctx.actions.run(
         executable = ctx.executable._builder,
         arguments = [args],
-        inputs = depset([bg.bindgen, bg.libclang] + extra + ctx.files.hdrs, transitive = [bg.clang_headers, py.hdrs, py.system_hdrs]),
+        inputs = depset([bg.bindgen, bg.libclang] + extra + ctx.files.hdrs, transitive = [bg.clang_headers, py.hdrs, py.system_hdrs] + tool_files),
         outputs = [out],
         env = _ENV,
         mnemonic = "CPythonBindgen",

@@ -103,6 +103,11 @@ def rust_compile(ctx, crate_type, crate_name = None, out = None, extra_inputs = 
             builder.add("--env", "{}={}".format(k, env[k]))
 
     args = ctx.actions.args()
+
+    # Long command lines (many dependencies) go through a parameter file that
+    # the builder expands.
+    args.use_param_file("@%s", use_always = False)
+    args.set_param_file_format("multiline")
     args.add(root)
     args.add("--crate-name", crate_name)
     if crate_type == "test":

@@ -6,6 +6,7 @@ def _rust_toolchain_impl(ctx):
     rustc = ctx.file.rustc
     return [RustToolchainInfo(
         rustc = rustc,
+        rustfmt = ctx.file.rustfmt,
         sysroot = rustc.dirname.rsplit("/", 1)[0],
         files = depset([rustc] + ctx.files.rustc_lib + ctx.files.host_files + ctx.files.target_files),
         version = ctx.attr.version,
@@ -18,6 +19,7 @@ rust_toolchain = rule(
     doc = "A Rust toolchain laid out as a sysroot (bin/rustc, lib/, lib/rustlib/<triple>/).",
     attrs = {
         "rustc": attr.label(allow_single_file = True, mandatory = True, doc = "bin/rustc of the sysroot."),
+        "rustfmt": attr.label(allow_single_file = True, doc = "bin/rustfmt of the sysroot, if installed."),
         "rustc_lib": attr.label_list(allow_files = True, doc = "The shared libraries rustc loads (lib/*.so)."),
         "host_files": attr.label_list(allow_files = True, doc = "lib/rustlib/<host>/: the host standard library and linker helpers."),
         "target_files": attr.label_list(allow_files = True, doc = "lib/rustlib/<target>/: the target standard library."),

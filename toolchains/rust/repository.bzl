@@ -44,6 +44,10 @@ def _rust_repository_impl(rctx):
     if not real.exists:
         fail("ferrule_rust_repository: {} has no bin/rustc".format(sysroot))
     rctx.symlink(real, "bin/rustc")
+    rustfmt = sysroot.get_child("bin").get_child("rustfmt")
+    if rustfmt.exists:
+        # Formats bindgen output (optional: without it bindings are unformatted).
+        rctx.symlink(rustfmt, "bin/rustfmt")
     for child in sysroot.get_child("lib").readdir():
         if child.basename.endswith(".so") or ".so." in child.basename:
             rctx.symlink(child, "lib/" + child.basename)
@@ -68,6 +72,7 @@ package(default_visibility = ["//visibility:public"])
 rust_toolchain(
     name = "toolchain",
     rustc = "bin/rustc",
+    rustfmt = {rustfmt},
     rustc_lib = glob(["lib/*.so", "lib/*.so.*"]),
     host_files = glob(["lib/rustlib/{host}/**"]),
     target_files = glob(["lib/rustlib/{target}/**"]),
@@ -75,7 +80,7 @@ rust_toolchain(
     host_triple = "{host}",
     target_triple = "{target}",
 )
-""".format(release = release, commit = info.get("commit-hash", "unknown"), host = host, target = target))
+""".format(rustfmt = '"bin/rustfmt"' if rustfmt.exists else "None", release = release, commit = info.get("commit-hash", "unknown"), host = host, target = target))
 
 ferrule_rust_repository = repository_rule(
     implementation = _rust_repository_impl,
