@@ -7,7 +7,11 @@ Each generated file is its own action with declared inputs:
                           run with the tree's own bootstrap interpreter
   * cpython_install_tree  the interpreter's lib/python3.X directory (stdlib,
                           lib-dynload, _sysconfigdata) as one tree artifact
+  * cpython_python_headers the C API headers with pyconfig.h, for Ferrule's
+                          cpython_bindgen / cpython_extension rules
 """
+
+load("@ferrule//rules:defs.bzl", "CPythonHeadersInfo")
 
 FrozenModulesInfo = provider(
     doc = "Frozen module headers made by _freeze_module.",
@@ -226,5 +230,54 @@ cpython_platform_vars = rule(
         "machdep": attr.string(mandatory = True),
         "multiarch": attr.string(mandatory = True),
         "soabi": attr.string(mandatory = True),
+    },
+)
+
+def _python_headers_impl(ctx):
+    # Python.h and pyconfig.h must sit in one directory for tools that take
+    # a single include directory (bindgen): link them into include/pythonX.Y.
+    inc = "include/python" + ctx.attr.version
+    prefix = repo_root(ctx) + "/" + ctx.attr.strip_prefix + "/"
+    hdrs = []
+    for f in ctx.files.hdrs:
+        if not f.path.startswith(prefix):
+            fail("{} is not under {}".format(f.path, prefix))
+        out = ctx.actions.declare_file(inc + "/" + f.path[len(prefix):])
+        ctx.actions.symlink(output = out, target_file = f)
+        hdrs.append(out)
+    pyconfig = ctx.actions.declare_file(inc + "/pyconfig.h")
+    ctx.actions.symlink(output = pyconfig, target_file = ctx.file.pyconfig)
+    hdrs.append(pyconfig)
+    include_dir = pyconfig.dirname
+    system = ctx.attr.system_headers_from[CPythonHeadersInfo]
+    return [
+        CPythonHeadersInfo(
+            hdrs = depset(hdrs),
+            include_dir = include_dir,
+            system_hdrs = system.system_hdrs,
+            system_include_dirs = system.system_include_dirs,
+            ext_suffix = ctx.attr.ext_suffix,
+            defines = [],
+        ),
+        ctx.attr.cc[CcInfo],
+        DefaultInfo(files = depset(hdrs)),
+    ]
+
+cpython_python_headers = rule(
+    implementation = _python_headers_impl,
+    doc = "This build's C API headers (Include/ plus the platform's pyconfig.h) as a Ferrule CPythonHeadersInfo, " +
+          "for cpython_bindgen and cpython_extension: extension modules built for this interpreter.",
+    attrs = {
+        "hdrs": attr.label_list(allow_files = [".h"], mandatory = True, doc = "Include/**/*.h"),
+        "strip_prefix": attr.string(default = "Include"),
+        "pyconfig": attr.label(allow_single_file = [".h"], mandatory = True, doc = "The target platform's pyconfig.h."),
+        "version": attr.string(mandatory = True, doc = "X.Y"),
+        "ext_suffix": attr.string(mandatory = True),
+        "cc": attr.label(mandatory = True, providers = [CcInfo], doc = "The same headers as a cc_library, for C compiles."),
+        "system_headers_from": attr.label(
+            default = "@ferrule_python//:headers",
+            providers = [CPythonHeadersInfo],
+            doc = "Where the C library headers that Python.h includes come from (for -nostdinc tools such as bindgen).",
+        ),
     },
 )

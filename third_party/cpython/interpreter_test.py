@@ -2,7 +2,9 @@
 
 It must be CPython 3.11 started from its own install tree (not from the
 source tree or the host's Python), with the built-in and shared extension
-modules Ferrule's overlay compiles importable.
+modules Ferrule's overlay compiles importable (the shared ones from its
+lib-dynload, including the Rust _base64 when the workspace adds it).
+Argument: the file listing the shared modules.
 """
 import importlib
 import os
@@ -35,7 +37,10 @@ for name in builtin:
     check(name in sys.builtin_module_names, "built-in module %s" % name)
 
 suffix = sysconfig.get_config_var("EXT_SUFFIX")
-for name in sys.argv[1:]:
+with open(sys.argv[1]) as f:
+    shared = f.read().split()
+check(len(shared) >= 9, "%d shared modules listed" % len(shared))
+for name in shared:
     try:
         mod = importlib.import_module(name)
     except ImportError as e:
@@ -50,6 +55,12 @@ check(json.loads(json.dumps({"a": [1, 2.5]})) == {"a": [1, 2.5]}, "json round tr
 check(json.scanner.c_make_scanner is not None, "json uses _json")
 check(struct.unpack("<iq", struct.pack("<iq", -1, 2**40)) == (-1, 2**40), "struct round trip")
 check(math.isclose(math.gamma(5), 24.0), "math.gamma")
+if "_base64" in shared:
+    import _base64, base64
+    data = bytes(range(256)) * 3
+    check(_base64.standard_b64encode(data) == base64.standard_b64encode(data), "Rust _base64 agrees with base64")
+    check(_base64.standard_b64decode(base64.standard_b64encode(data)) == data, "Rust _base64 decodes")
+
 import importlib.util
 import __hello__  # a frozen test module
 check(importlib.util.find_spec("__hello__").origin == "frozen", "frozen modules are in the binary")

@@ -75,6 +75,7 @@ def _cpython_source_impl(rctx):
     rctx.symlink(rctx.attr.build_file, "BUILD.bazel")
     rctx.file("ferrule/BUILD.bazel", "")
     rctx.file("ferrule/version.bzl", "CPYTHON_VERSION = {}\nCPYTHON_SOURCE = {}\n".format(repr(version), repr(str(src))))
+    rctx.file("ferrule/extra.bzl", "EXTRA_EXTENSIONS = {}\n".format(repr(dict(rctx.attr.extra_extensions))))
 
 cpython_source = repository_rule(
     implementation = _cpython_source_impl,
@@ -83,6 +84,10 @@ cpython_source = repository_rule(
         "path": attr.string(
             doc = "The CPython checkout: absolute, or relative to the main workspace. " +
                   "Default: $FERRULE_CPYTHON_SRC, else .ferrule/cpython-src (made by tools/setup.d/30-cpython-source.sh).",
+        ),
+        "extra_extensions": attr.string_dict(
+            doc = "More extension modules for the interpreter's lib-dynload: module name -> label of " +
+                  "a cpython_extension built against @<name>//:python_headers (e.g. a Rust module).",
         ),
         "build_file": attr.label(
             default = Label("@ferrule//third_party/cpython:BUILD.cpython.bazel"),
@@ -94,6 +99,12 @@ cpython_source = repository_rule(
 )
 
 def cpython_dependencies(name = "cpython", **kwargs):
-    """Declares @cpython (unless the WORKSPACE already has a repository of that name)."""
+    """Declares @cpython (unless the WORKSPACE already has a repository of that name).
+
+    Ferrule's own workspace builds the Rust `_base64` module (examples/base64,
+    built for this interpreter in //third_party/cpython/rust) into the
+    interpreter, so `bazel run @cpython//:python3 -- -c "import _base64"` works.
+    """
+    kwargs.setdefault("extra_extensions", {"_base64": "@ferrule//third_party/cpython/rust:_base64"})
     if name not in native.existing_rules():
         cpython_source(name = name, **kwargs)
