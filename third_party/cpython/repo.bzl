@@ -47,7 +47,9 @@ package(default_visibility = ["//visibility:public"])
     "stdlib",
     "testsuite",
     "headers",
+    "python_headers",
     "libpython",
+    "shared_modules_list",
 ]]
 """.format(message = repr(message)))
 
