@@ -63,4 +63,18 @@ bazel "${bazel_startup[@]}" clean --expunge >/dev/null 2>&1
 say "build 2: everything from ferrule serve"
 build second
 
-"$demo/bin/ferrule" explain --summary "$demo/logs/first.exec.json" "$demo/logs/second.exec.json"
+# Bazel writes one pretty-printed JSON object per spawn, with one
+# commandArgs and one remoteCacheHit field each.
+count() { grep -c "$1" "$2" || true; }
+a1=$(count '"commandArgs"' "$demo/logs/first.exec.json")
+h1=$(count '"remoteCacheHit": true' "$demo/logs/first.exec.json")
+a2=$(count '"commandArgs"' "$demo/logs/second.exec.json")
+h2=$(count '"remoteCacheHit": true' "$demo/logs/second.exec.json")
+rate=0
+if [ "$a2" -gt 0 ]; then rate=$((100 * h2 / a2)); fi
+echo
+say "build 1: $a1 actions run ($h1 remote cache hits)"
+say "build 2: $a2 actions, $h2 remote cache hits: hit rate ${rate}%"
+say "do the two builds share their action keys? (ferrule explain)"
+"$demo/bin/ferrule" explain --max 10 "$demo/logs/first.exec.json" "$demo/logs/second.exec.json"
+say "ferrule serve store: $(curl -fsS "http://$http_addr/status" | tr -d ' \n' | grep -oE '"store_stats":\{[^}]*\}')"
