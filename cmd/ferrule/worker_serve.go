@@ -25,7 +25,7 @@ func init() {
 	serveHooks = append(serveHooks, serveHook{
 		name: "execution",
 		flags: func(fs *flag.FlagSet) {
-			fs.IntVar(&serveExec.workers, "workers", 0, "in-process remote execution workers (0: only `ferrule worker` processes run actions)")
+			fs.IntVar(&serveExec.workers, "workers", 0, "in-process remote execution workers (0: only separate ferrule worker processes run actions)")
 			fs.StringVar(&serveExec.workerDir, "worker_dir", "", "working directory of the in-process workers (default: workers/ under --dir)")
 			fs.BoolVar(&serveExec.noNS, "worker_no_namespaces", false, "in-process workers run actions without mount/pid/network namespaces")
 			fs.Var(&serveExec.platform, "worker_platform", "platform property NAME=VALUE the in-process workers offer on top of OSFamily and ISA (repeatable)")
