@@ -33,8 +33,9 @@ func runRustc(args []string, stdout, stderr io.Writer) error {
 	rustc := fs.String("rustc", "", "rustc executable (exec-root relative)")
 	flagsFile := fs.String("build-script-flags", "", "normalised output of the crate's build script")
 	outDir := fs.String("out-dir", "", "OUT_DIR the build script produced")
-	var envs stringList
+	var envs, linkSearchFrom stringList
 	fs.Var(&envs, "env", "K=V environment for rustc (repeatable); ${pwd} is expanded")
+	fs.Var(&linkSearchFrom, "link-search-from", "a dependency's build-script flags file whose link-search paths this link needs (repeatable)")
 	if err := fs.Parse(own); err != nil {
 		return err
 	}
@@ -68,6 +69,15 @@ func runRustc(args []string, stdout, stderr io.Writer) error {
 		}
 		for _, a := range bs.rustcArgs() {
 			rest = append(rest, expandPwd(a, wd))
+		}
+	}
+	for _, f := range linkSearchFrom {
+		bs, err := readBuildScriptFlags(f)
+		if err != nil {
+			return err
+		}
+		for _, l := range bs.linkSearch {
+			rest = append(rest, "-L", expandPwd(l, wd))
 		}
 	}
 	rest = append(rest, "--remap-path-prefix="+wd+"=.")

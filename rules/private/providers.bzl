@@ -45,7 +45,8 @@ RustCrateInfo = provider(
         "output": "File: the compiled crate (.rlib, proc-macro .so, ...).",
         "edition": "string: the Rust edition.",
         "transitive_crates": "depset of File: this crate's output and every crate it depends on, for -L dependency= and inputs.",
-        "native_link_args": "depset of string: linker arguments from build scripts (cargo:rustc-link-*) to use when linking a final artifact.",
+        "native_link_args": "depset of string: linker arguments (linkopts) to use when linking a final artifact.",
+        "link_search": "depset of File: build-script outputs (flags files and OUT_DIRs) of this crate and its dependencies, whose cargo:rustc-link-search paths a final link needs.",
     },
 )
 

@@ -84,6 +84,7 @@ def rust_compile(ctx, crate_type, crate_name = None, out = None, extra_inputs = 
     deps = [d[RustCrateInfo] for d in ctx.attr.deps + ctx.attr.proc_macro_deps]
     transitive = depset(transitive = [d.transitive_crates for d in deps])
     link_args = depset(ctx.attr.linkopts, transitive = [d.native_link_args for d in deps])
+    dep_link_search = depset(transitive = [d.link_search for d in deps])
 
     builder = ctx.actions.args()
     builder.add("rustc")
@@ -95,6 +96,7 @@ def rust_compile(ctx, crate_type, crate_name = None, out = None, extra_inputs = 
         builder.add("--build-script-flags", bs.flags)
         builder.add("--out-dir", bs.out_dir.path)
         inputs += [bs.flags, bs.out_dir]
+    own_link_search = [bs.flags, bs.out_dir] if bs else []
     env.update(_version_env(ctx.attr.version, ctx.attr.package_name or crate_name.replace("_", "-"), crate_name, _manifest_dir(ctx, root)))
     for k, v in ctx.attr.rustc_env.items():
         env[k] = ctx.expand_location(v, ctx.attr.compile_data)
@@ -130,6 +132,11 @@ def rust_compile(ctx, crate_type, crate_name = None, out = None, extra_inputs = 
         args.add("-C", "linker=" + cc.compiler_executable)
         inputs += cc.all_files.to_list()
         args.add_all(link_args, format_each = "-Clink-arg=%s")
+
+        # cargo:rustc-link-search paths of dependencies' build scripts: a
+        # final link needs them to find the native libraries rlibs name.
+        builder.add_all(dep_link_search, map_each = _flags_file_path, before_each = "--link-search-from")
+        inputs += dep_link_search.to_list()
     if crate_type == "proc-macro":
         args.add("--extern", "proc_macro")
     for f in ctx.attr.crate_features:
@@ -161,8 +168,12 @@ def rust_compile(ctx, crate_type, crate_name = None, out = None, extra_inputs = 
         edition = ctx.attr.edition,
         transitive_crates = depset([out], transitive = [transitive]) if crate_type in ["rlib", "proc-macro"] else transitive,
         native_link_args = link_args,
+        link_search = depset(own_link_search, transitive = [dep_link_search]),
     )
     return out, info
+
+def _flags_file_path(f):
+    return f.path if f.extension == "flags" else None
 
 def _dep_dir(f):
     return f.dirname
