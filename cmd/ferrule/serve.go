@@ -33,12 +33,17 @@ type serveConfig struct {
 	HTTPAddress       string        `yaml:"http_address"`
 	Store             string        `yaml:"store"`
 	Fsync             bool          `yaml:"fsync"`
+	StorageMode       string        `yaml:"storage_mode"`
 	MaxBatchBytes     int64         `yaml:"max_batch_total_size_bytes"`
 	ReadOnly          bool          `yaml:"read_only"`
 	Reflection        bool          `yaml:"grpc_reflection"`
 	LogLevel          string        `yaml:"log_level"`
 	UploadIdleTimeout time.Duration `yaml:"upload_idle_timeout"`
 }
+
+// defaultStorageMode is the default of --storage_mode (see
+// docs/benchmarks.md for the measurements behind it).
+const defaultStorageMode = "zstd"
 
 // Default ports: gRPC like bazel-remote's 9092, HTTP next to it.
 const (
@@ -57,6 +62,7 @@ func defaultServeConfig() serveConfig {
 		GRPCAddress:       defaultGRPCAddress,
 		HTTPAddress:       defaultHTTPAddress,
 		Store:             "disk",
+		StorageMode:       defaultStorageMode,
 		MaxBatchBytes:     cas.DefaultMaxBatchBytes,
 		LogLevel:          "info",
 		UploadIdleTimeout: time.Minute,
@@ -94,6 +100,7 @@ func bindServeFlags(fs *flag.FlagSet, c *serveConfig, configFile *string) {
 	fs.StringVar(&c.HTTPAddress, "http_address", c.HTTPAddress, "HTTP listen address (HTTP cache: --remote_cache=http://ADDRESS, /metrics, /status); \"none\" disables HTTP")
 	fs.StringVar(&c.Store, "store", c.Store, "storage backend: disk (under --dir) or memory (lost on exit)")
 	fs.BoolVar(&c.Fsync, "fsync", c.Fsync, "disk store: flush every blob to stable storage before it becomes visible (survives power loss, slower)")
+	fs.StringVar(&c.StorageMode, "storage_mode", c.StorageMode, "disk store: how new CAS blobs are kept: zstd (compressed at rest; compressed reads send the stored frames, plain reads decompress) or uncompressed")
 	fs.Int64Var(&c.MaxBatchBytes, "max_batch_total_size_bytes", c.MaxBatchBytes, "limit on the blob bytes of one batch call")
 	fs.BoolVar(&c.ReadOnly, "read_only", c.ReadOnly, "refuse action cache writes and HTTP uploads")
 	fs.BoolVar(&c.Reflection, "grpc_reflection", c.Reflection, "register the gRPC reflection service")
@@ -159,6 +166,11 @@ func (c serveConfig) check() error {
 	if _, err := logLevel(c.LogLevel); err != nil {
 		return usagef("%v", err)
 	}
+	switch c.StorageMode {
+	case "zstd", "uncompressed":
+	default:
+		return usagef("unknown --storage_mode %q (zstd or uncompressed)", c.StorageMode)
+	}
 	switch c.Store {
 	case "disk":
 		if c.Dir == "" {
@@ -187,13 +199,13 @@ func openStore(c serveConfig, log *slog.Logger) (store.Store, string, error) {
 		return memory.New(max), fmt.Sprintf("memory store of up to %d GiB (lost on exit)", c.MaxSize), nil
 	case "disk":
 		start := time.Now()
-		d, err := disk.Open(disk.Options{Dir: c.Dir, MaxBytes: max, Fsync: c.Fsync, Logger: log})
+		d, err := disk.Open(disk.Options{Dir: c.Dir, MaxBytes: max, Fsync: c.Fsync, Compress: c.StorageMode == "zstd", Logger: log})
 		if err != nil {
 			return nil, "", fmt.Errorf("opening the disk store in %s: %w", c.Dir, err)
 		}
 		st := d.Stats()
 		log.Info("disk store opened", "dir", c.Dir, "entries", st.Entries, "bytes", st.Bytes, "took", time.Since(start).Round(time.Millisecond))
-		return d, fmt.Sprintf("disk store in %s of up to %d GiB (%d entries, %.1f MiB at start)", c.Dir, c.MaxSize, st.Entries, float64(st.Bytes)/(1<<20)), nil
+		return d, fmt.Sprintf("disk store in %s of up to %d GiB, %s (%d entries, %.1f MiB at start)", c.Dir, c.MaxSize, c.StorageMode, st.Entries, float64(st.Bytes)/(1<<20)), nil
 	}
 	return nil, "", fmt.Errorf("unknown store %q", c.Store)
 }

@@ -48,6 +48,9 @@ func TestServeDefaults(t *testing.T) {
 	if c.Store != "disk" {
 		t.Errorf("default store %q, want the disk store", c.Store)
 	}
+	if c.StorageMode != defaultStorageMode {
+		t.Errorf("default storage mode %q", c.StorageMode)
+	}
 }
 
 func TestServeConfigFileAndFlags(t *testing.T) {
@@ -78,6 +81,7 @@ func TestServeBadFlags(t *testing.T) {
 		{"--max_size", "0"},
 		{"--max_size", "-3"},
 		{"--store", "tape"},
+		{"--storage_mode", "lz4"},
 		{"--log_level", "loud"},
 		{"--max_batch_total_size_bytes", "0"},
 		{"--grpc_address", ""},

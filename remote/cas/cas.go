@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -256,10 +257,16 @@ func (s *Server) BatchReadBlobs(ctx context.Context, req *repb.BatchReadBlobsReq
 	parallel(len(req.Digests), func(i int) {
 		d := req.Digests[i]
 		out := &repb.BatchReadBlobsResponse_Response{Digest: d}
-		data, err := s.readOne(ctx, req.InstanceName, req.DigestFunction, d)
-		if err == nil && zstdOK {
-			data = Compress(data)
+		var data []byte
+		var err error
+		if zstdOK {
+			data, err = s.readOneCompressed(ctx, req.InstanceName, req.DigestFunction, d)
 			out.Compressor = repb.Compressor_ZSTD
+		} else {
+			data, err = s.readOne(ctx, req.InstanceName, req.DigestFunction, d)
+		}
+		if err != nil {
+			data, out.Compressor = nil, repb.Compressor_IDENTITY
 		}
 		out.Data = data
 		out.Status = statusProto(err)
@@ -274,6 +281,58 @@ func (s *Server) readOne(ctx context.Context, instance string, fn repb.DigestFun
 		return nil, err
 	}
 	return ReadBlob(ctx, s.store, k)
+}
+
+// readOneCompressed returns the zstd compression of a blob: the frames the
+// store keeps if it keeps the blob compressed, otherwise the blob
+// compressed here.
+func (s *Server) readOneCompressed(ctx context.Context, instance string, fn repb.DigestFunction_Value, d *repb.Digest) ([]byte, error) {
+	k, err := resolveDigest(store.CAS, instance, fn, d)
+	if err != nil {
+		return nil, err
+	}
+	if !IsEmptyKey(k) && k.Size <= MaxInMemoryBlob {
+		data, err := ReadCompressedBlob(ctx, s.store, k)
+		if !errors.Is(err, store.ErrNotCompressed) {
+			return data, err
+		}
+	}
+	data, err := ReadBlob(ctx, s.store, k)
+	if err != nil {
+		return nil, err
+	}
+	return Compress(data), nil
+}
+
+// ReadCompressedBlob reads the stored zstd frames of blob k from st (see
+// store.CompressedReader), or fails with store.ErrNotCompressed (unwrapped,
+// so that callers can fall back to ReadBlob) when st does not keep k
+// compressed. Other errors are gRPC statuses.
+func ReadCompressedBlob(ctx context.Context, st store.Store, k store.Key) ([]byte, error) {
+	rc, size, err := store.GetCompressed(ctx, st, k)
+	if err != nil {
+		if errors.Is(err, store.ErrNotCompressed) {
+			return nil, store.ErrNotCompressed
+		}
+		return nil, Status(err)
+	}
+	defer rc.Close()
+	if size != k.Size {
+		return nil, status.Errorf(codes.Internal, "stored blob %s has %d bytes, want %d", k, size, k.Size)
+	}
+	// Compressed data is rarely much larger than the blob; a bound keeps a
+	// broken store from making this read without end.
+	limit := k.Size + k.Size/8 + 64<<10
+	var buf bytes.Buffer
+	buf.Grow(int(min(limit, k.Size/2+512)))
+	n, err := buf.ReadFrom(io.LimitReader(rc, limit+1))
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "reading %s: %v", k, err)
+	}
+	if n > limit {
+		return nil, status.Errorf(codes.Internal, "reading %s: compressed form larger than %d bytes", k, limit)
+	}
+	return buf.Bytes(), nil
 }
 
 // MaxInMemoryBlob bounds the blobs ReadBlob reads whole (directories,

@@ -107,6 +107,27 @@ func (m *metrics) Get(ctx context.Context, key Key, offset int64) (io.ReadCloser
 	return rc, size, err
 }
 
+// GetCompressed implements CompressedReader: a compressed read counts as a
+// hit or miss like Get, and the compressed bytes read count as bytes read.
+// ErrNotCompressed is neither (the caller then reads with Get).
+func (m *metrics) GetCompressed(ctx context.Context, key Key) (io.ReadCloser, int64, error) {
+	start := time.Now()
+	rc, size, err := GetCompressed(ctx, m.next, key)
+	kind := key.Kind.String()
+	switch {
+	case err == nil:
+		m.latency.WithLabelValues("get").Observe(time.Since(start).Seconds())
+		m.hits.WithLabelValues(kind).Inc()
+		return &countingReader{rc: rc, c: m.bytesOut.WithLabelValues(kind)}, size, nil
+	case errors.Is(err, ErrNotCompressed):
+	case errors.Is(err, ErrNotFound):
+		m.misses.WithLabelValues(kind).Inc()
+	default:
+		m.errs.WithLabelValues("get", kind).Inc()
+	}
+	return rc, size, err
+}
+
 func (m *metrics) Put(ctx context.Context, key Key, size int64, r io.Reader) error {
 	start := time.Now()
 	err := m.next.Put(ctx, key, size, r)

@@ -30,6 +30,11 @@ func (v *verifying) Get(ctx context.Context, key Key, offset int64) (io.ReadClos
 	return v.next.Get(ctx, key, offset)
 }
 
+// GetCompressed implements CompressedReader by passing the call on.
+func (v *verifying) GetCompressed(ctx context.Context, key Key) (io.ReadCloser, int64, error) {
+	return GetCompressed(ctx, v.next, key)
+}
+
 func (v *verifying) FindMissing(ctx context.Context, keys []Key) ([]Key, error) {
 	return v.next.FindMissing(ctx, keys)
 }
