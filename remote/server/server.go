@@ -24,9 +24,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
@@ -60,6 +62,10 @@ type Config struct {
 	// UploadIdleTimeout bounds how long an interrupted ByteStream upload
 	// waits to be resumed.
 	UploadIdleTimeout time.Duration
+	// ACCacheBytes bounds the memory that keeps recently used action cache
+	// entries in front of Store (see store.ACCache); 0 means
+	// DefaultACCacheBytes, negative turns the cache off.
+	ACCacheBytes int64
 	// ShutdownTimeout bounds the graceful part of shutdown.
 	ShutdownTimeout time.Duration
 	// Version is reported by /status.
@@ -67,12 +73,16 @@ type Config struct {
 	Logger  *slog.Logger
 }
 
+// DefaultACCacheBytes is the default of Config.ACCacheBytes: room for some
+// tens of thousands of typical ActionResults.
+const DefaultACCacheBytes = 16 << 20
+
 // Server is a configured, not yet listening, REAPI server.
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
-	store   store.Store // cfg.Store with metrics
+	store   store.Store // cfg.Store with the action cache entry cache and metrics
 	started time.Time
 
 	grpc   *grpc.Server
@@ -119,13 +129,25 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), started: time.Now()}
-	st, err := store.Metrics(cfg.Store, s.metrics.reg)
+	var st store.Store = cfg.Store
+	if cfg.ACCacheBytes >= 0 {
+		if cfg.ACCacheBytes == 0 {
+			cfg.ACCacheBytes = DefaultACCacheBytes
+		}
+		st = store.ACCache(st, cfg.ACCacheBytes)
+	}
+	st, err := store.Metrics(st, s.metrics.reg)
 	if err != nil {
 		return nil, fmt.Errorf("server: store metrics: %w", err)
 	}
 	s.store = st
 
+	pool, err := bufferPool()
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	s.grpc = grpc.NewServer(
+		experimental.BufferPool(pool),
 		grpc.MaxRecvMsgSize(recvLimit(cfg.MaxBatchBytes)),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			Time:    2 * time.Minute,
@@ -175,6 +197,16 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// bufferPool is the pool gRPC takes its message buffers from. grpc-go's
+// default has tiers of 256 B, 4 KiB, 16 KiB, 32 KiB and 1 MiB and clears a
+// buffer's whole capacity when handing it out, so a 256 KiB ByteStream
+// response or a 70 KB FindMissingBlobs request took and cleared 1 MiB.
+// Power-of-two tiers from 256 B to 4 MiB make each message take at most
+// twice its size (ByteStream's chunks are sized to fit 256 KiB).
+func bufferPool() (mem.BufferPool, error) {
+	return mem.NewBinaryTieredBufferPool(8, 12, 14, 15, 16, 17, 18, 19, 20, 21, 22)
+}
+
 // recoverUnary turns a panic in a handler into an INTERNAL status, so that
 // one bad request cannot take the server down.
 func (s *Server) recoverUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
@@ -197,8 +229,9 @@ func (s *Server) recoverStream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 	return h(srv, ss)
 }
 
-// Store returns the store the services use (Config.Store with metrics), for
-// services registered later, such as execution, to share it.
+// Store returns the store the services use (Config.Store with the action
+// cache entry cache and metrics), for services registered later, such as
+// execution, to share it.
 func (s *Server) Store() store.Store { return s.store }
 
 // Logger returns the server's logger.
