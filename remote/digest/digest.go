@@ -80,13 +80,45 @@ func Validate(fn repb.DigestFunction_Value, d *repb.Digest) error {
 	if len(d.Hash) != HashLen {
 		return fmt.Errorf("digest %q: hash must be %d hex characters for %s, got %d", d.Hash, HashLen, fn, len(d.Hash))
 	}
-	for i := 0; i < len(d.Hash); i++ {
-		c := d.Hash[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return fmt.Errorf("digest %q: hash is not lowercase hex", d.Hash)
-		}
+	h := d.Hash
+	bad := byte(0)
+	for i := 0; i < len(h); i++ {
+		bad |= hexVal[h[i]]
+	}
+	if bad&0x80 != 0 {
+		return fmt.Errorf("digest %q: hash is not lowercase hex", d.Hash)
 	}
 	return nil
+}
+
+// hexVal maps the lowercase hex digits to their values and every other
+// byte to 0xff.
+var hexVal = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = byte(c - '0')
+	}
+	for c := 'a'; c <= 'f'; c++ {
+		t[c] = byte(c - 'a' + 10)
+	}
+	return t
+}()
+
+// DecodeHash decodes a hash of HashLen lowercase hex characters into dst.
+// It reports false, leaving dst undefined, for anything else.
+func DecodeHash(dst *[HashLen / 2]byte, hashHex string) bool {
+	if len(hashHex) != HashLen {
+		return false
+	}
+	bad := byte(0)
+	for i := range dst {
+		hi, lo := hexVal[hashHex[2*i]], hexVal[hashHex[2*i+1]]
+		bad |= hi | lo
+		dst[i] = hi<<4 | lo&0x0f
+	}
+	return bad&0x80 == 0
 }
 
 // Of computes the digest of data under fn.

@@ -1,6 +1,8 @@
 package digest
 
 import (
+	"bytes"
+	"encoding/hex"
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
@@ -63,5 +65,38 @@ func TestParseFunction(t *testing.T) {
 	}
 	if _, ok := ParseFunction("blobs"); ok {
 		t.Error("ParseFunction(blobs) accepted a non-function")
+	}
+}
+
+// TestEveryByte checks Validate and DecodeHash against the definition for
+// every byte value at every position of a hash.
+func TestEveryByte(t *testing.T) {
+	good := Empty(repb.DigestFunction_SHA256).Hash
+	want, _ := hex.DecodeString(good)
+	var got [HashLen / 2]byte
+	if !DecodeHash(&got, good) || !bytes.Equal(got[:], want) {
+		t.Fatalf("DecodeHash(%s) = %x", good, got)
+	}
+	for pos := range HashLen {
+		for c := range 256 {
+			h := good[:pos] + string([]byte{byte(c)}) + good[pos+1:]
+			lowerHex := c >= '0' && c <= '9' || c >= 'a' && c <= 'f'
+			verr := Validate(repb.DigestFunction_SHA256, &repb.Digest{Hash: h})
+			ok := DecodeHash(&got, h)
+			if (verr == nil) != lowerHex || ok != lowerHex {
+				t.Fatalf("byte %#x at %d: Validate %v, DecodeHash %v", c, pos, verr, ok)
+			}
+			if ok {
+				w, _ := hex.DecodeString(h)
+				if !bytes.Equal(got[:], w) {
+					t.Fatalf("DecodeHash(%s) = %x, want %x", h, got, w)
+				}
+			}
+		}
+	}
+	for _, h := range []string{"", good[:62], good + "00"} {
+		if DecodeHash(&got, h) {
+			t.Errorf("DecodeHash accepted %d characters", len(h))
+		}
 	}
 }

@@ -46,6 +46,30 @@ func CheckKey(k Key) (Key, error) {
 	return k, nil
 }
 
+// DecodeKey is CheckKey for backends that index by the hash's bytes: it
+// validates and normalizes k like CheckKey and returns the decoded hash,
+// checking and decoding the hex in one pass.
+func DecodeKey(k Key) (Key, [digest.HashLen / 2]byte, error) {
+	var h [digest.HashLen / 2]byte
+	if k.Kind != CAS && k.Kind != AC {
+		return k, h, fmt.Errorf("%w: %s", ErrInvalidKey, k.Kind)
+	}
+	fn, err := digest.Resolve(k.Function, k.Hash)
+	if err != nil {
+		return k, h, fmt.Errorf("%w: %w", ErrInvalidKey, err)
+	}
+	k.Function = fn
+	if k.Size < 0 || !digest.DecodeHash(&h, k.Hash) {
+		// Validate says what is wrong.
+		err := digest.Validate(fn, &repb.Digest{Hash: k.Hash, SizeBytes: k.Size})
+		if err == nil {
+			err = errors.New("bad hash")
+		}
+		return k, h, fmt.Errorf("%w: %w", ErrInvalidKey, err)
+	}
+	return k, h, nil
+}
+
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // ReadExactly copies exactly size bytes from r to w and then checks that r

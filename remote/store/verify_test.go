@@ -3,6 +3,7 @@ package store_test
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -127,3 +128,30 @@ func TestStatsOfUnwraps(t *testing.T) {
 }
 
 type noStats struct{ store.Store }
+
+func TestDecodeKey(t *testing.T) {
+	good := storetest.ACKey("i", "x")
+	k, h, err := store.DecodeKey(good)
+	if err != nil || k != good || hex.EncodeToString(h[:]) != good.Hash {
+		t.Fatalf("DecodeKey(%s) = %s, %x, %v", good, k, h, err)
+	}
+	unset := good
+	unset.Function = repb.DigestFunction_UNKNOWN
+	if k, _, err := store.DecodeKey(unset); err != nil || k != good {
+		t.Errorf("unset function: %s, %v", k, err)
+	}
+	for _, bad := range []store.Key{
+		{Kind: 7, Hash: good.Hash},
+		{Kind: store.CAS, Hash: good.Hash, Size: -1},
+		{Kind: store.CAS, Hash: strings.ToUpper(good.Hash)},
+		{Kind: store.CAS, Hash: good.Hash[:40]},
+		{Kind: store.CAS, Function: repb.DigestFunction_MD5, Hash: good.Hash},
+		{Kind: store.CAS, Hash: "../" + good.Hash[3:]},
+	} {
+		_, _, err := store.DecodeKey(bad)
+		_, cerr := store.CheckKey(bad)
+		if !errors.Is(err, store.ErrInvalidKey) || cerr == nil {
+			t.Errorf("%+v: DecodeKey %v, CheckKey %v", bad, err, cerr)
+		}
+	}
+}
