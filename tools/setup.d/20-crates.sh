@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Vendors the examples' crates.io dependencies: `cargo vendor` copies the
+# Vendors the examples' crate-registry dependencies: `cargo vendor` copies the
 # crates Cargo.lock pins into third_party/vendor/ (gitignored: vendored
 # sources are never committed), then `ferrule vendor --check` verifies that
 # the committed Bazel targets (third_party/crates/BUILD*.bazel) match the lock

@@ -21,13 +21,32 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 # A deb-src entry for bookworm main (the release, not -security: a fixed,
-# reproducible source), in the deb822 form this machine uses.
+# reproducible source), in deb822 form, on the same archive the machine's
+# own apt sources already use for bookworm's binary packages.
 list=/etc/apt/sources.list.d/ferrule-src.sources
 if [ ! -f "$list" ]; then
-  say "adding a bookworm deb-src entry ($list)"
-  $SUDO tee "$list" >/dev/null <<'SRC'
+  uri=""
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] && [ "$f" != "$list" ] || continue
+    # The URIs of the first stanza whose Suites include plain "bookworm".
+    uri="$(awk '
+      /^$/ { if (suite && uris) { print uris; exit } suite = 0; uris = "" }
+      /^URIs:/ { uris = $2 }
+      /^Suites:/ { for (i = 2; i <= NF; i++) if ($i == "bookworm") suite = 1 }
+      END { if (suite && uris) print uris }' "$f" | head -1)"
+    [ -n "$uri" ] && break
+  done
+  if [ -z "$uri" ] && [ -f /etc/apt/sources.list ]; then
+    uri="$(awk '$1 == "deb" && $3 == "bookworm" { print $2; exit }' /etc/apt/sources.list)"
+  fi
+  if [ -z "$uri" ]; then
+    echo "cpython-source: no apt source for Debian bookworm found to add a deb-src entry for; add one, or set FERRULE_CPYTHON_SRC to a CPython 3.11 source tree" >&2
+    exit 1
+  fi
+  say "adding a bookworm deb-src entry ($list, $uri)"
+  $SUDO tee "$list" >/dev/null <<SRC
 Types: deb-src
-URIs: http://deb.debian.org/debian
+URIs: $uri
 Suites: bookworm
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
