@@ -56,15 +56,31 @@ func newMachine(t *testing.T, name, checkout, outputRoot string) *machine {
 }
 
 // build builds the examples and returns the spawns of the execution log.
-func (m *machine) build(t *testing.T, label string) ([]Spawn, time.Duration) {
+func (m *machine) build(t *testing.T, label string, flags ...string) ([]Spawn, time.Duration) {
 	t.Helper()
-	log := filepath.Join(filepath.Dir(m.dir), label+".json")
+	log := m.logPath(label)
 	start := time.Now()
-	m.bz.Run(t, "build", "--execution_log_json_file="+log, exampleTargets)
+	args := append([]string{"build", "--execution_log_json_file=" + log}, flags...)
+	m.bz.Run(t, append(args, exampleTargets)...)
 	took := time.Since(start)
 	spawns := ReadExecLog(t, log)
 	t.Logf("%s: %s build of %s: %d spawns in %v", m.name, label, exampleTargets, len(spawns), took.Round(time.Second))
 	return spawns, took
+}
+
+// logPath is where build(label) writes its execution log.
+func (m *machine) logPath(label string) string {
+	return filepath.Join(filepath.Dir(m.dir), label+".json")
+}
+
+// explain runs `ferrule explain` on two execution logs.
+func explain(t *testing.T, logA, logB string) string {
+	t.Helper()
+	out, err := exec.Command(ferruleBinary(t), "explain", logA, logB).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ferrule explain: %v\n%s", err, out)
+	}
+	return string(out)
 }
 
 func spawnKey(s Spawn) string {
@@ -128,6 +144,10 @@ func diffSpawns(a, b Spawn) []string {
 // TestRulesHermeticAndIncremental builds the examples on two simulated
 // machines (different checkout paths, HOME, USER and output roots) and
 // requires the same actions with the same keys and byte-identical outputs.
+// The first machine fills a ferrule serve; after a clean the second machine
+// gets every action from it, and `ferrule explain` reports no differing
+// action, then names an environment variable deliberately leaked into the
+// second machine's actions.
 // Then, on the first machine, it checks incrementality: no change runs
 // nothing, touching a file runs nothing, and editing one .rs file of
 // _base64 re-runs only that crate's compile-and-link.
@@ -140,8 +160,13 @@ func TestRulesHermeticAndIncremental(t *testing.T) {
 	b := newMachine(t, "bob", "a/much/longer/path/to/the/ferrule/checkout", filepath.Join(testRoot(t), "rules", "bob", "output-root"))
 	a.bz.Run(t, "clean")
 	b.bz.Run(t, "clean")
-	logA, coldA := a.build(t, "cold")
-	logB, _ := b.build(t, "cold")
+	// The first machine fills a ferrule serve; the second builds cold on its
+	// own (reading nothing from the cache) so that its outputs can be
+	// compared with the first machine's.
+	server := StartServer(t)
+	remote := "--remote_cache=grpc://" + server.GRPC
+	logA, coldA := a.build(t, "cold", remote)
+	logB, _ := b.build(t, "cold", remote, "--noremote_accept_cached", "--noremote_upload_local_results")
 
 	byKey := map[string]Spawn{}
 	for _, s := range logA {
@@ -215,6 +240,33 @@ func TestRulesHermeticAndIncremental(t *testing.T) {
 		if !bytes.Equal(data[0], data[1]) {
 			t.Errorf("%s module differs between the machines", mod)
 		}
+	}
+
+	// Cross-machine reuse: after a clean, the second machine gets every
+	// action from the cache the first one filled, and `ferrule explain`
+	// finds no differing action between the two machines' logs.
+	b.bz.Run(t, "clean")
+	warm, _ := b.build(t, "warm", remote)
+	checkAllRemoteHits(t, warm)
+	if out := explain(t, a.logPath("cold"), b.logPath("warm")); !strings.Contains(out, "no action in both logs differs") {
+		t.Errorf("ferrule explain found differences between the machines:\n%s", out)
+	}
+	// A deliberate leak: an environment variable reaches the second
+	// machine's actions. Those miss the cache, and explain names the cause.
+	leaky, _ := b.build(t, "leak", remote, "--action_env=FERRULE_LEAK=bob")
+	misses := 0
+	for _, s := range leaky {
+		if s.Remotable && s.Cacheable && !s.RemoteCacheHit {
+			misses++
+		}
+	}
+	if misses == 0 {
+		t.Errorf("a leaked environment variable changed no action key: the test does not exercise explain")
+	}
+	if out := explain(t, a.logPath("cold"), b.logPath("leak")); !strings.Contains(out, "FERRULE_LEAK") {
+		t.Errorf("ferrule explain does not name the leaked variable FERRULE_LEAK:\n%s", out)
+	} else {
+		t.Logf("ferrule explain on the leak:\n%s", tail(out, 15))
 	}
 	b.bz.Shutdown(t)
 
