@@ -36,29 +36,11 @@ func (s *Service) readBlob(ctx context.Context, instance string, fn repb.DigestF
 	if d.SizeBytes > maxMessageBlob {
 		return nil, fmt.Errorf("blobs/%s/%d is larger than the %d bytes allowed for a message", d.Hash, d.SizeBytes, maxMessageBlob)
 	}
-	if digest.IsEmpty(fn, d) {
-		return nil, nil
-	}
-	rc, _, err := s.st.Get(ctx, s.casKey(instance, fn, d), 0)
+	data, err := store.ReadBlob(ctx, s.st, instance, fn, d)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, errMissing
 	}
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, d.SizeBytes+1))
-	if err != nil {
-		return nil, err
-	}
-	got, err := digest.Of(fn, data)
-	if err != nil {
-		return nil, err
-	}
-	if got.Hash != d.Hash || got.SizeBytes != d.SizeBytes {
-		return nil, fmt.Errorf("stored blobs/%s/%d does not match its digest", d.Hash, d.SizeBytes)
-	}
-	return data, nil
+	return data, err
 }
 
 // missingStatus is FAILED_PRECONDITION with one MISSING violation per blob.

@@ -37,29 +37,11 @@ func readBlob(ctx context.Context, st store.Store, instance string, fn repb.Dige
 	if d.SizeBytes > maxMessageBlob {
 		return nil, invalidf("blobs/%s/%d is too large for a message", d.Hash, d.SizeBytes)
 	}
-	if d.SizeBytes == 0 {
-		return nil, nil
-	}
-	rc, _, err := st.Get(ctx, store.Key{Kind: store.CAS, Instance: instance, Function: fn, Hash: d.Hash, Size: d.SizeBytes}, 0)
+	data, err := store.ReadBlob(ctx, st, instance, fn, d)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, &missingBlobError{digests: []*repb.Digest{d}}
 	}
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, d.SizeBytes+1))
-	if err != nil {
-		return nil, err
-	}
-	got, err := digest.Of(fn, data)
-	if err != nil {
-		return nil, err
-	}
-	if got.Hash != d.Hash || got.SizeBytes != d.SizeBytes {
-		return nil, fmt.Errorf("blobs/%s/%d: content does not match its digest", d.Hash, d.SizeBytes)
-	}
-	return data, nil
+	return data, err
 }
 
 // createOutputParents creates the directories leading up to every output
