@@ -16,7 +16,7 @@ APT_PACKAGES=(
   bazel-bootstrap bazel-skylib bazel-platforms bazel-rules-java
   bindgen libclang-dev clang
   python3.11-dev zlib1g-dev
-  build-essential dpkg-dev zstd
+  build-essential dpkg-dev zstd curl
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
