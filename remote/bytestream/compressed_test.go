@@ -13,6 +13,7 @@ import (
 	"github.com/ferrule-build/ferrule/remote/bytestream"
 	"github.com/ferrule-build/ferrule/remote/cas"
 	"github.com/ferrule-build/ferrule/remote/store"
+	"github.com/ferrule-build/ferrule/remote/store/disk"
 	"github.com/ferrule-build/ferrule/remote/store/memory"
 )
 
@@ -118,4 +119,51 @@ func TestReadStoredFrames(t *testing.T) {
 	other, _ := name(t, "", sha, []byte("never written"), "", true)
 	_, err = read(ctx, e.c, other, 0, 0)
 	wantCode(t, err, codes.NotFound)
+}
+
+// TestOnDiskCompressed runs the read and write tests on the disk store with
+// zstd at rest, where compressed reads send the stored frames.
+func TestOnDiskCompressed(t *testing.T) {
+	saved := newStore
+	newStore = func(t *testing.T) testStore {
+		d, err := disk.Open(disk.Options{Dir: t.TempDir(), Compress: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		return d
+	}
+	defer func() { newStore = saved }()
+	t.Run("WriteRead", TestWriteRead)
+	t.Run("WriteRejects", TestWriteRejects)
+	t.Run("ConcurrentWritersAndReaders", TestConcurrentWritersAndReaders)
+	t.Run("CompressedReadIsStoredFrames", func(t *testing.T) {
+		e := setup(t, bytestream.Options{})
+		ctx := context.Background()
+		data := append(randBytes(700_000), bytes.Repeat([]byte("run of text "), 60_000)...)
+		up, _ := name(t, "", sha, data, "u", true)
+		if _, err := write(ctx, e.c, up, 0, cas.Compress(data), 64<<10, true); err != nil {
+			t.Fatal(err)
+		}
+		zrd, d := name(t, "", sha, data, "", true)
+		got, err := read(ctx, e.c, zrd, 0, 0)
+		if err != nil || !bytes.Equal(unzstd(t, got), data) {
+			t.Fatalf("compressed read: %v", err)
+		}
+		rc, _, err := e.st.(store.CompressedReader).GetCompressed(ctx, key("", sha, d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := io.ReadAll(rc)
+		rc.Close()
+		if !bytes.Equal(got, want) {
+			t.Fatalf("compressed read sent %d bytes, the store holds %d bytes of frames", len(got), len(want))
+		}
+		for _, off := range []int64{1, 262143, 262144, 500_000, int64(len(data)) - 1} {
+			got, err := read(ctx, e.c, resourceName("", sha, d, "", false), off, 0)
+			if err != nil || !bytes.Equal(got, data[off:]) {
+				t.Fatalf("plain read at %d: %v", off, err)
+			}
+		}
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -171,4 +172,64 @@ func checkLayout(f io.ReaderAt, hdr header, hlen, fileSize int64) error {
 		return fmt.Errorf("%w: file is truncated or too long (%d bytes, header says %d+%d)", errBadHeader, fileSize, hlen, hdr.valueSize)
 	}
 	return nil
+}
+
+// frameReader returns the stored zstd frames of a compressed value as they
+// are, one frame at a time, each decompressed first (which checks its
+// checksum) and its length compared with what the frame must hold, so that
+// a damaged frame is an error instead of bytes passed on.
+type frameReader struct {
+	f         *os.File
+	starts    []int64
+	valueSize int64
+	next      int    // next frame to read
+	cur       []byte // checked frame bytes not yet returned
+	in        []byte
+	out       *[]byte // scratch for the check, from framePool
+}
+
+var framePool = sync.Pool{New: func() any { b := make([]byte, 0, chunkSize); return &b }}
+
+func (c *frameReader) Read(p []byte) (int, error) {
+	for len(c.cur) == 0 {
+		if c.next >= len(c.starts)-1 {
+			return 0, io.EOF
+		}
+		i := c.next
+		c.next++
+		n := c.starts[i+1] - c.starts[i]
+		if n < 0 || n > 2*chunkSize {
+			return 0, fmt.Errorf("%w: frame %d has %d bytes", errBadHeader, i, n)
+		}
+		if int64(cap(c.in)) < n {
+			c.in = make([]byte, n, max(n, chunkSize+chunkSize/16))
+		}
+		c.in = c.in[:n]
+		if _, err := c.f.ReadAt(c.in, c.starts[i]); err != nil {
+			return 0, fmt.Errorf("reading frame %d: %w", i, err)
+		}
+		if c.out == nil {
+			c.out = framePool.Get().(*[]byte)
+		}
+		want := min(chunkSize, c.valueSize-int64(i)*chunkSize)
+		out, err := zdec.DecodeAll(c.in, (*c.out)[:0])
+		if cap(out) <= 2*chunkSize {
+			*c.out = out[:0]
+		}
+		if err != nil || int64(len(out)) != want {
+			return 0, fmt.Errorf("%w: frame %d does not decompress to %d bytes (%d, %v)", errBadHeader, i, want, len(out), err)
+		}
+		c.cur = c.in
+	}
+	n := copy(p, c.cur)
+	c.cur = c.cur[n:]
+	return n, nil
+}
+
+func (c *frameReader) Close() error {
+	if c.out != nil {
+		framePool.Put(c.out)
+		c.out = nil
+	}
+	return c.f.Close()
 }

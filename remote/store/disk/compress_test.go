@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/storetest"
@@ -111,4 +112,116 @@ func TestCompressedCorruptionNotServed(t *testing.T) {
 	if len(got) > 0 && !bytes.Equal(got, data[:len(got)]) {
 		t.Error("served wrong bytes before the error")
 	}
+}
+
+func TestGetCompressedFrames(t *testing.T) {
+	s := openCompressed(t, t.TempDir())
+	ctx := context.Background()
+	// Half random, half runs, over several frames and a short last one.
+	data := append(storetest.Blob(7, 2*chunkSize), compressible(chunkSize+4321)...)
+	k := storetest.CASKey("", repb.DigestFunction_SHA256, data)
+	storetest.MustPut(t, s, k, data)
+	rc, size, err := s.GetCompressed(ctx, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || size != int64(len(data)) {
+		t.Fatalf("GetCompressed: %d bytes, size %d, %v", len(z), size, err)
+	}
+	got, err := unzstd(t, z)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("the stored frames do not decompress to the value (%d bytes, %v)", len(got), err)
+	}
+	if int64(len(z)) >= s.Stats().Bytes {
+		t.Errorf("%d bytes of frames for %d bytes stored: the chunk table was sent too?", len(z), s.Stats().Bytes)
+	}
+	// Plain reads at any offset still work on the compressed value.
+	for _, off := range []int64{0, 1, chunkSize - 1, chunkSize, 2*chunkSize + 5, int64(len(data))} {
+		got, err := storetest.ReadAll(s, k, off)
+		if err != nil || !bytes.Equal(got, data[off:]) {
+			t.Fatalf("plain read at %d: %v", off, err)
+		}
+	}
+	// Missing, and stored uncompressed.
+	if _, _, err := s.GetCompressed(ctx, storetest.CASKey("", repb.DigestFunction_SHA256, []byte("no"))); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("missing: %v", err)
+	}
+	plain := openT(t, t.TempDir(), 0)
+	storetest.MustPut(t, plain, k, data)
+	if _, _, err := plain.GetCompressed(ctx, k); !errors.Is(err, store.ErrNotCompressed) {
+		t.Errorf("stored plain: %v", err)
+	}
+	// Through the decorators.
+	if _, _, err := store.GetCompressed(ctx, store.Verifying(s), k); err != nil {
+		t.Errorf("through Verifying: %v", err)
+	}
+}
+
+func TestGetCompressedCorruptionNotServed(t *testing.T) {
+	for _, where := range []string{"first frame", "last frame", "table", "truncated"} {
+		t.Run(where, func(t *testing.T) {
+			s := openCompressed(t, t.TempDir())
+			data := append(storetest.Blob(3, chunkSize), compressible(chunkSize+100)...)
+			k := storetest.CASKey("", repb.DigestFunction_SHA256, data)
+			storetest.MustPut(t, s, k, data)
+			s.mu.Lock()
+			path := s.path(s.nsDirs[0], k)
+			s.mu.Unlock()
+			f, err := os.OpenFile(path, os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fi, _ := f.Stat()
+			_, hlen, err := readHeader(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			starts, err := chunkTable(f, hlen, fi.Size(), int64(len(data)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			flip := func(at int64) {
+				b := make([]byte, 1)
+				f.ReadAt(b, at)
+				f.WriteAt([]byte{b[0] ^ 0x55}, at)
+			}
+			switch where {
+			case "first frame":
+				flip(starts[0] + (starts[1]-starts[0])/2)
+			case "last frame":
+				flip(starts[2] - 6) // in the frame's checksum or last block
+			case "table":
+				flip(starts[2] + 1) // a frame length
+			case "truncated":
+				f.Truncate(starts[2] - 3)
+			}
+			f.Close()
+			rc, _, err := s.GetCompressed(context.Background(), k)
+			if err != nil {
+				return // detected when opening
+			}
+			z, err := io.ReadAll(rc)
+			rc.Close()
+			if err == nil {
+				t.Fatalf("served %d bytes of a damaged compressed file without error", len(z))
+			}
+			// What was passed on before the error is whole, good frames.
+			if got, derr := unzstd(t, z); derr != nil || !bytes.Equal(got, data[:len(got)]) {
+				t.Errorf("bytes passed on before the error do not decompress to a prefix of the value: %v", derr)
+			}
+		})
+	}
+}
+
+// unzstd decodes a whole zstd stream (any number of frames).
+func unzstd(t *testing.T, z []byte) ([]byte, error) {
+	t.Helper()
+	d, err := zstd.NewReader(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	return d.DecodeAll(z, nil)
 }

@@ -93,8 +93,9 @@ type Store struct {
 }
 
 var (
-	_ store.Store         = (*Store)(nil)
-	_ store.StatsReporter = (*Store)(nil)
+	_ store.Store            = (*Store)(nil)
+	_ store.StatsReporter    = (*Store)(nil)
+	_ store.CompressedReader = (*Store)(nil)
 )
 
 var errClosed = errors.New("disk store is closed")
@@ -346,15 +347,7 @@ func (s *Store) writeJournalLocked() bool {
 
 // keyOf returns the normalized key and its hash bytes.
 func keyOf(key store.Key) (store.Key, [32]byte, error) {
-	var h [32]byte
-	key, err := store.CheckKey(key)
-	if err != nil {
-		return key, h, err
-	}
-	if _, err := hex.Decode(h[:], []byte(key.Hash)); err != nil {
-		return key, h, fmt.Errorf("%w: %w", store.ErrInvalidKey, err)
-	}
-	return key, h, nil
+	return store.DecodeKey(key)
 }
 
 func nsOf(key store.Key) nsName {
@@ -379,17 +372,52 @@ func (b *blobReader) Close() error { return b.f.Close() }
 
 // Get implements store.Store.
 func (s *Store) Get(ctx context.Context, key store.Key, offset int64) (io.ReadCloser, int64, error) {
-	if err := ctx.Err(); err != nil {
+	f, hdr, hlen, starts, err := s.openEntry(ctx, key)
+	if err != nil {
 		return nil, 0, err
+	}
+	if offset < 0 || offset > hdr.valueSize {
+		f.Close()
+		return nil, 0, fmt.Errorf("get %s at offset %d of %d bytes: %w", key, offset, hdr.valueSize, store.ErrOutOfRange)
+	}
+	if starts != nil {
+		return newChunkReader(f, starts, hdr.valueSize, offset), hdr.valueSize, nil
+	}
+	return &blobReader{SectionReader: io.NewSectionReader(f, hlen+offset, hdr.valueSize-offset), f: f}, hdr.valueSize, nil
+}
+
+// GetCompressed implements store.CompressedReader: for a value stored
+// compressed (Options.Compress), its zstd frames as they are on disk, each
+// checked before it is returned; store.ErrNotCompressed for a value stored
+// plain.
+func (s *Store) GetCompressed(ctx context.Context, key store.Key) (io.ReadCloser, int64, error) {
+	f, hdr, _, starts, err := s.openEntry(ctx, key)
+	if err != nil {
+		return nil, 0, err
+	}
+	if starts == nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("get %s: %w", key, store.ErrNotCompressed)
+	}
+	return &frameReader{f: f, starts: starts, valueSize: hdr.valueSize}, hdr.valueSize, nil
+}
+
+// openEntry looks key up (counting it as used), opens its file and checks
+// the header and the layout. starts is the frame table of a compressed
+// value, nil for a plain one. A file that turns out corrupt is removed and
+// reported as not found.
+func (s *Store) openEntry(ctx context.Context, key store.Key) (f *os.File, hdr header, hlen int64, starts []int64, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, hdr, 0, nil, err
 	}
 	key, h, err := keyOf(key)
 	if err != nil {
-		return nil, 0, err
+		return nil, hdr, 0, nil, err
 	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return nil, 0, errClosed
+		return nil, hdr, 0, nil, errClosed
 	}
 	ns, ok := s.nsByName[nsOf(key)]
 	var ek entryKey
@@ -405,28 +433,27 @@ func (s *Store) Get(ctx context.Context, key store.Key, offset int64) (io.ReadCl
 	}
 	s.mu.Unlock()
 	if !ok {
-		return nil, 0, fmt.Errorf("get %s: %w", key, store.ErrNotFound)
+		return nil, hdr, 0, nil, fmt.Errorf("get %s: %w", key, store.ErrNotFound)
 	}
 	path := s.path(nsDir, key)
-	f, err := os.Open(path)
+	f, err = os.Open(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			s.log.Warn("index entry without a file; dropping it", "key", key.String())
 			s.drop(ek, path, nil)
-			return nil, 0, fmt.Errorf("get %s: %w", key, store.ErrNotFound)
+			return nil, hdr, 0, nil, fmt.Errorf("get %s: %w", key, store.ErrNotFound)
 		}
-		return nil, 0, fmt.Errorf("get %s: %w", key, err)
+		return nil, hdr, 0, nil, fmt.Errorf("get %s: %w", key, err)
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, 0, fmt.Errorf("get %s: %w", key, err)
+		return nil, hdr, 0, nil, fmt.Errorf("get %s: %w", key, err)
 	}
-	hdr, hlen, err := readHeader(f)
+	hdr, hlen, err = readHeader(f)
 	if err == nil && (hdr.ns != nsOf(key) || hdr.hash != h || hdr.keySize != key.Size) {
 		err = fmt.Errorf("%w: file does not match its key", errBadHeader)
 	}
-	var starts []int64
 	if err == nil {
 		if hdr.flags&flagZstd != 0 {
 			starts, err = chunkTable(f, hlen, fi.Size(), hdr.valueSize)
@@ -439,18 +466,11 @@ func (s *Store) Get(ctx context.Context, key store.Key, offset int64) (io.ReadCl
 		if errors.Is(err, errBadHeader) {
 			s.log.Error("removing a corrupt blob file", "key", key.String(), "err", err)
 			s.drop(ek, path, fi)
-			return nil, 0, fmt.Errorf("get %s: corrupt file removed: %w", key, store.ErrNotFound)
+			return nil, hdr, 0, nil, fmt.Errorf("get %s: corrupt file removed: %w", key, store.ErrNotFound)
 		}
-		return nil, 0, fmt.Errorf("get %s: %w", key, err)
+		return nil, hdr, 0, nil, fmt.Errorf("get %s: %w", key, err)
 	}
-	if offset < 0 || offset > hdr.valueSize {
-		f.Close()
-		return nil, 0, fmt.Errorf("get %s at offset %d of %d bytes: %w", key, offset, hdr.valueSize, store.ErrOutOfRange)
-	}
-	if starts != nil {
-		return newChunkReader(f, starts, hdr.valueSize, offset), hdr.valueSize, nil
-	}
-	return &blobReader{SectionReader: io.NewSectionReader(f, hlen+offset, hdr.valueSize-offset), f: f}, hdr.valueSize, nil
+	return f, hdr, hlen, starts, nil
 }
 
 // drop removes ek from the index and, if it is still the file described by
