@@ -225,3 +225,20 @@ func unzstd(t *testing.T, z []byte) ([]byte, error) {
 	defer d.Close()
 	return d.DecodeAll(z, nil)
 }
+
+func TestSmallValuesStayPlain(t *testing.T) {
+	s := openCompressed(t, t.TempDir())
+	ctx := context.Background()
+	for _, n := range []int{1, 4096, MinCompressSize - 1, MinCompressSize} {
+		data := compressible(n)
+		k := storetest.CASKey("", repb.DigestFunction_SHA256, data)
+		storetest.MustPut(t, s, k, data)
+		if got := storetest.MustGet(t, s, k); !bytes.Equal(got, data) {
+			t.Fatalf("%d bytes: wrong value", n)
+		}
+		_, _, err := s.GetCompressed(ctx, k)
+		if small := n < MinCompressSize; small != errors.Is(err, store.ErrNotCompressed) || !small && err != nil {
+			t.Errorf("%d bytes (minimum for compression %d): GetCompressed: %v", n, MinCompressSize, err)
+		}
+	}
+}

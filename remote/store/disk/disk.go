@@ -10,6 +10,7 @@
 package disk
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -21,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/ferrule-build/ferrule/remote/store"
@@ -37,10 +39,11 @@ type Options struct {
 	// renamed into place. Without it a Put is safe against the process
 	// dying (kill -9) but not against the machine losing power.
 	Fsync bool
-	// Compress stores new values zstd-compressed, in independently
-	// compressed chunks so that reads at an offset stay cheap. MaxBytes
-	// and Stats then count the compressed bytes on disk. Values written
-	// either way are readable either way.
+	// Compress stores new values of at least MinCompressSize bytes
+	// zstd-compressed, in independently compressed chunks so that reads at
+	// an offset stay cheap, and lets GetCompressed hand out those chunks'
+	// frames. MaxBytes and Stats then count the compressed bytes on disk.
+	// Values written either way are readable either way.
 	Compress bool
 	// SnapshotInterval is how often the index is snapshotted (which also
 	// persists LRU order) while the store is open, if it changed. 0 means
@@ -49,6 +52,13 @@ type Options struct {
 	// Logger receives warnings about recovery; nil means slog.Default().
 	Logger *slog.Logger
 }
+
+// MinCompressSize is the smallest value Options.Compress stores compressed.
+// Smaller values are kept plain: they save little space (a file takes a
+// few KiB on disk either way), compressing one on a compressed read is
+// cheap, and plain reads of them, the bulk of a build's reads, skip a
+// decompression.
+const MinCompressSize = 32 << 10
 
 // Store is a disk-backed store.Store. Open one with Open and Close it when
 // done; a directory can be open in only one Store at a time.
@@ -585,7 +595,7 @@ func (s *Store) Put(ctx context.Context, key store.Key, size int64, r io.Reader)
 
 	final := s.path(nsDir, key)
 	hdr := header{ns: name, hash: h, keySize: key.Size, valueSize: size}
-	if s.compress {
+	if s.compress && size >= MinCompressSize {
 		hdr.flags = flagZstd
 	}
 	if err := s.writeFile(ctx, final, hdr, r); err != nil {
@@ -614,10 +624,16 @@ func (s *Store) writeFile(ctx context.Context, final string, hdr header, r io.Re
 			os.Remove(tmp.Name())
 		}
 	}()
-	var w io.Writer = tmp
+	var fw io.Writer = tmp
 	if s.wrapWriter != nil {
-		w = s.wrapWriter(w)
+		fw = s.wrapWriter(fw)
 	}
+	// Buffered, so that the header and a small value reach the file in
+	// one write.
+	bw := fileBufs.Get().(*bufio.Writer)
+	bw.Reset(fw)
+	defer func() { bw.Reset(nil); fileBufs.Put(bw) }()
+	var w io.Writer = bw
 	if _, err := w.Write(hdr.marshal()); err != nil {
 		return fmt.Errorf("writing %s: %w", tmp.Name(), err)
 	}
@@ -638,6 +654,9 @@ func (s *Store) writeFile(ctx context.Context, final string, hdr header, r io.Re
 			return fmt.Errorf("writing %s: %w", tmp.Name(), err)
 		}
 		stored = cw.written
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("writing %s: %w", tmp.Name(), err)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -662,7 +681,7 @@ func (s *Store) writeFile(ctx context.Context, final string, hdr header, r io.Re
 	}
 	ek.ns = s.nsByName[hdr.ns]
 	s.mu.Unlock()
-	if err := os.Rename(tmp.Name(), final); err != nil {
+	if err := rename(tmp.Name(), final); err != nil {
 		stripe.Unlock()
 		return fmt.Errorf("renaming into place: %w", err)
 	}
@@ -680,6 +699,17 @@ func (s *Store) writeFile(ctx context.Context, final string, hdr header, r io.Re
 }
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+var fileBufs = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
+
+// rename is os.Rename without the Lstat of the destination that os.Rename
+// does first (to refuse replacing a directory; a blob's path never is one).
+func rename(from, to string) error {
+	if err := syscall.Rename(from, to); err != nil {
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
+	}
+	return nil
+}
 
 // addNamespaceLocked registers a new namespace and creates its directories.
 func (s *Store) addNamespaceLocked(n nsName) (uint32, error) {
