@@ -62,6 +62,9 @@ func TestCPythonFromCache(t *testing.T) {
 	clone := filepath.Join(base, "elsewhere", "ferrule")
 	CopyRepo(t, clone)
 	srcCopy := filepath.Join(base, "sources", "cpython")
+	if err := os.MkdirAll(filepath.Dir(srcCopy), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if out, err := exec.Command("cp", "-a", src, srcCopy).CombinedOutput(); err != nil {
 		t.Fatalf("copy CPython sources: %v\n%s", err, out)
 	}
