@@ -3,6 +3,7 @@ package disk
 import (
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"sync"
@@ -12,16 +13,21 @@ import (
 
 // With Options.Compress, a value is stored as independent zstd frames of
 // chunkSize uncompressed bytes each (the last one shorter), followed by a
-// table of the frames' compressed lengths:
+// table of the frames' compressed lengths and the CRC-32C of each frame's
+// compressed bytes:
 //
-//	frame... | length u32 per frame | frame count u32 | "FRZ1"
+//	frame... | (length u32, crc32c u32) per frame | frame count u32 | "FRZ2"
 //
 // A read at any offset decompresses from the frame holding it, so random
-// access costs at most one chunk of extra work.
+// access costs at most one chunk of extra work. GetCompressed hands out
+// the frames as they are, checked against their CRCs (much cheaper than
+// decompressing them). Files of the first format, "FRZ1", have lengths
+// only; their frames are checked by decompressing them.
 const (
-	chunkSize    = 256 << 10
-	trailerMagic = "FRZ1"
-	flagZstd     = 1
+	chunkSize      = 256 << 10
+	trailerMagic   = "FRZ2"
+	trailerMagicV1 = "FRZ1"
+	flagZstd       = 1
 )
 
 var (
@@ -34,8 +40,8 @@ type chunkWriter struct {
 	w       io.Writer
 	buf     []byte // pending uncompressed bytes, < chunkSize
 	out     []byte
-	lengths []uint32
-	written int64 // compressed bytes written to w
+	table   []byte // (length, crc32c) per frame written
+	written int64  // compressed bytes written to w
 }
 
 func newChunkWriter(w io.Writer) *chunkWriter {
@@ -66,7 +72,8 @@ func (c *chunkWriter) flush() error {
 	if _, err := c.w.Write(c.out); err != nil {
 		return err
 	}
-	c.lengths = append(c.lengths, uint32(len(c.out)))
+	c.table = binary.LittleEndian.AppendUint32(c.table, uint32(len(c.out)))
+	c.table = binary.LittleEndian.AppendUint32(c.table, crc32.Checksum(c.out, crcTable))
 	c.written += int64(len(c.out))
 	return nil
 }
@@ -76,11 +83,8 @@ func (c *chunkWriter) Close() error {
 	if err := c.flush(); err != nil {
 		return err
 	}
-	t := make([]byte, 0, 4*len(c.lengths)+8)
-	for _, l := range c.lengths {
-		t = binary.LittleEndian.AppendUint32(t, l)
-	}
-	t = binary.LittleEndian.AppendUint32(t, uint32(len(c.lengths)))
+	t := c.table
+	t = binary.LittleEndian.AppendUint32(t, uint32(len(t)/8))
 	t = append(t, trailerMagic...)
 	_, err := c.w.Write(t)
 	c.written += int64(len(t))
@@ -90,29 +94,50 @@ func (c *chunkWriter) Close() error {
 // chunkTable reads and checks the table of a compressed value stored in f
 // after a header of hlen bytes, in a file of fileSize bytes, and returns the
 // frames' start offsets in the file (one more than frames: the last is the
-// table's start).
-func chunkTable(f io.ReaderAt, hlen, fileSize, valueSize int64) ([]int64, error) {
+// table's start) and their CRC-32Cs (nil for a file of the first format).
+func chunkTable(f io.ReaderAt, hlen, fileSize, valueSize int64) (starts []int64, crcs []uint32, err error) {
 	frames := (valueSize + chunkSize - 1) / chunkSize
-	tlen := 4*frames + 8
-	if fileSize < hlen+tlen {
-		return nil, fmt.Errorf("%w: compressed file too short", errBadHeader)
+	// Read as much as the table of the current format takes (or what the
+	// file has), then look at the magic to see which format it is.
+	n := min(8*frames+8, fileSize-hlen)
+	if n < 4*frames+8 {
+		return nil, nil, fmt.Errorf("%w: compressed file too short", errBadHeader)
 	}
-	t := make([]byte, tlen)
-	if _, err := f.ReadAt(t, fileSize-tlen); err != nil {
-		return nil, fmt.Errorf("%w: reading chunk table: %w", errBadHeader, err)
+	t := make([]byte, n)
+	if _, err := f.ReadAt(t, fileSize-n); err != nil {
+		return nil, nil, fmt.Errorf("%w: reading chunk table: %w", errBadHeader, err)
 	}
-	if string(t[tlen-4:]) != trailerMagic || int64(binary.LittleEndian.Uint32(t[tlen-8:])) != frames {
-		return nil, fmt.Errorf("%w: bad chunk table", errBadHeader)
+	per := int64(8)
+	switch string(t[n-4:]) {
+	case trailerMagic:
+		if n < 8*frames+8 {
+			return nil, nil, fmt.Errorf("%w: compressed file too short", errBadHeader)
+		}
+	case trailerMagicV1:
+		per = 4
+	default:
+		return nil, nil, fmt.Errorf("%w: bad chunk table", errBadHeader)
 	}
-	starts := make([]int64, frames+1)
+	if int64(binary.LittleEndian.Uint32(t[n-8:])) != frames {
+		return nil, nil, fmt.Errorf("%w: bad chunk table", errBadHeader)
+	}
+	tlen := per*frames + 8
+	t = t[n-tlen:]
+	starts = make([]int64, frames+1)
 	starts[0] = hlen
+	if per == 8 {
+		crcs = make([]uint32, frames)
+	}
 	for i := range frames {
-		starts[i+1] = starts[i] + int64(binary.LittleEndian.Uint32(t[4*i:]))
+		starts[i+1] = starts[i] + int64(binary.LittleEndian.Uint32(t[per*i:]))
+		if crcs != nil {
+			crcs[i] = binary.LittleEndian.Uint32(t[per*i+4:])
+		}
 	}
 	if starts[frames] != fileSize-tlen {
-		return nil, fmt.Errorf("%w: chunk table does not match the file size", errBadHeader)
+		return nil, nil, fmt.Errorf("%w: chunk table does not match the file size", errBadHeader)
 	}
-	return starts, nil
+	return starts, crcs, nil
 }
 
 // chunkReader decompresses a value from offset on.
@@ -165,7 +190,7 @@ func (c *chunkReader) Close() error { return c.f.Close() }
 // plus value for plain values, a consistent chunk table for compressed ones.
 func checkLayout(f io.ReaderAt, hdr header, hlen, fileSize int64) error {
 	if hdr.flags&flagZstd != 0 {
-		_, err := chunkTable(f, hlen, fileSize, hdr.valueSize)
+		_, _, err := chunkTable(f, hlen, fileSize, hdr.valueSize)
 		return err
 	}
 	if fileSize != hlen+hdr.valueSize {
@@ -175,12 +200,14 @@ func checkLayout(f io.ReaderAt, hdr header, hlen, fileSize int64) error {
 }
 
 // frameReader returns the stored zstd frames of a compressed value as they
-// are, one frame at a time, each decompressed first (which checks its
-// checksum) and its length compared with what the frame must hold, so that
-// a damaged frame is an error instead of bytes passed on.
+// are, one frame at a time, each checked first against the CRC-32C in the
+// table (or, for files without CRCs, decompressed, which checks its
+// checksum, and its length compared with what the frame must hold), so
+// that a damaged frame is an error instead of bytes passed on.
 type frameReader struct {
 	f         *os.File
 	starts    []int64
+	crcs      []uint32 // nil: check by decompressing
 	valueSize int64
 	next      int    // next frame to read
 	cur       []byte // checked frame bytes not yet returned
@@ -207,6 +234,13 @@ func (c *frameReader) Read(p []byte) (int, error) {
 		c.in = c.in[:n]
 		if _, err := c.f.ReadAt(c.in, c.starts[i]); err != nil {
 			return 0, fmt.Errorf("reading frame %d: %w", i, err)
+		}
+		if c.crcs != nil {
+			if crc32.Checksum(c.in, crcTable) != c.crcs[i] {
+				return 0, fmt.Errorf("%w: frame %d does not match its CRC", errBadHeader, i)
+			}
+			c.cur = c.in
+			continue
 		}
 		if c.out == nil {
 			c.out = framePool.Get().(*[]byte)

@@ -3,6 +3,7 @@ package disk
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"os"
@@ -178,7 +179,7 @@ func TestGetCompressedCorruptionNotServed(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			starts, err := chunkTable(f, hlen, fi.Size(), int64(len(data)))
+			starts, _, err := chunkTable(f, hlen, fi.Size(), int64(len(data)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -240,5 +241,82 @@ func TestSmallValuesStayPlain(t *testing.T) {
 		if small := n < MinCompressSize; small != errors.Is(err, store.ErrNotCompressed) || !small && err != nil {
 			t.Errorf("%d bytes (minimum for compression %d): GetCompressed: %v", n, MinCompressSize, err)
 		}
+	}
+}
+
+// TestFirstFormatFiles checks files whose chunk table has lengths only
+// ("FRZ1", written before the table had CRCs): readable both ways, and a
+// damaged frame is still caught (by decompressing it).
+func TestFirstFormatFiles(t *testing.T) {
+	s := openCompressed(t, t.TempDir())
+	ctx := context.Background()
+	data := append(storetest.Blob(9, chunkSize+999), compressible(chunkSize)...)
+	k := storetest.CASKey("", repb.DigestFunction_SHA256, data)
+	storetest.MustPut(t, s, k, data)
+	s.mu.Lock()
+	path := s.path(s.nsDirs[0], k)
+	s.mu.Unlock()
+	toV1 := func() {
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		fi, _ := f.Stat()
+		_, hlen, err := readHeader(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		starts, crcs, err := chunkTable(f, hlen, fi.Size(), int64(len(data)))
+		if err != nil || crcs == nil {
+			t.Fatalf("table: %v, crcs %v", err, crcs)
+		}
+		var tab []byte
+		for i := range len(starts) - 1 {
+			tab = binary.LittleEndian.AppendUint32(tab, uint32(starts[i+1]-starts[i]))
+		}
+		tab = binary.LittleEndian.AppendUint32(tab, uint32(len(starts)-1))
+		tab = append(tab, trailerMagicV1...)
+		end := starts[len(starts)-1]
+		f.WriteAt(tab, end)
+		f.Truncate(end + int64(len(tab)))
+		if _, crcs, err := chunkTable(f, hlen, end+int64(len(tab)), int64(len(data))); err != nil || crcs != nil {
+			t.Fatalf("rewritten table: %v, crcs %v", err, crcs)
+		}
+	}
+	toV1()
+	if got := storetest.MustGet(t, s, k); !bytes.Equal(got, data) {
+		t.Fatal("plain read of a first-format file: wrong bytes")
+	}
+	rc, _, err := s.GetCompressed(ctx, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, err := io.ReadAll(rc)
+	rc.Close()
+	if got, derr := unzstd(t, z); err != nil || derr != nil || !bytes.Equal(got, data) {
+		t.Fatalf("compressed read of a first-format file: %v, %v", err, derr)
+	}
+	// Damage the second frame.
+	f, _ := os.OpenFile(path, os.O_RDWR, 0)
+	fi, _ := f.Stat()
+	_, hlen, _ := readHeader(f)
+	starts, _, _ := chunkTable(f, hlen, fi.Size(), int64(len(data)))
+	b := make([]byte, 1)
+	at := starts[1] + (starts[2]-starts[1])/2
+	f.ReadAt(b, at)
+	f.WriteAt([]byte{b[0] ^ 0x55}, at)
+	f.Close()
+	rc, _, err = s.GetCompressed(ctx, k)
+	if err != nil {
+		return
+	}
+	z, err = io.ReadAll(rc)
+	rc.Close()
+	if err == nil {
+		t.Fatal("a damaged frame of a first-format file was passed on")
+	}
+	if got, derr := unzstd(t, z); derr != nil || !bytes.Equal(got, data[:len(got)]) || len(got) > chunkSize {
+		t.Errorf("before the error: %d bytes, %v (want at most the first frame's)", len(got), derr)
 	}
 }

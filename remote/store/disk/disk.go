@@ -382,7 +382,7 @@ func (b *blobReader) Close() error { return b.f.Close() }
 
 // Get implements store.Store.
 func (s *Store) Get(ctx context.Context, key store.Key, offset int64) (io.ReadCloser, int64, error) {
-	f, hdr, hlen, starts, err := s.openEntry(ctx, key)
+	f, hdr, hlen, starts, _, err := s.openEntry(ctx, key)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -401,7 +401,7 @@ func (s *Store) Get(ctx context.Context, key store.Key, offset int64) (io.ReadCl
 // checked before it is returned; store.ErrNotCompressed for a value stored
 // plain.
 func (s *Store) GetCompressed(ctx context.Context, key store.Key) (io.ReadCloser, int64, error) {
-	f, hdr, _, starts, err := s.openEntry(ctx, key)
+	f, hdr, _, starts, crcs, err := s.openEntry(ctx, key)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -409,25 +409,25 @@ func (s *Store) GetCompressed(ctx context.Context, key store.Key) (io.ReadCloser
 		f.Close()
 		return nil, 0, fmt.Errorf("get %s: %w", key, store.ErrNotCompressed)
 	}
-	return &frameReader{f: f, starts: starts, valueSize: hdr.valueSize}, hdr.valueSize, nil
+	return &frameReader{f: f, starts: starts, crcs: crcs, valueSize: hdr.valueSize}, hdr.valueSize, nil
 }
 
 // openEntry looks key up (counting it as used), opens its file and checks
 // the header and the layout. starts is the frame table of a compressed
-// value, nil for a plain one. A file that turns out corrupt is removed and
-// reported as not found.
-func (s *Store) openEntry(ctx context.Context, key store.Key) (f *os.File, hdr header, hlen int64, starts []int64, err error) {
+// value, nil for a plain one, and crcs the frames' CRCs (nil if the file has
+// none). A file that turns out corrupt is removed and reported as not found.
+func (s *Store) openEntry(ctx context.Context, key store.Key) (f *os.File, hdr header, hlen int64, starts []int64, crcs []uint32, err error) {
 	if err := ctx.Err(); err != nil {
-		return nil, hdr, 0, nil, err
+		return nil, hdr, 0, nil, nil, err
 	}
 	key, h, err := keyOf(key)
 	if err != nil {
-		return nil, hdr, 0, nil, err
+		return nil, hdr, 0, nil, nil, err
 	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return nil, hdr, 0, nil, errClosed
+		return nil, hdr, 0, nil, nil, errClosed
 	}
 	ns, ok := s.nsByName[nsOf(key)]
 	var ek entryKey
@@ -443,7 +443,7 @@ func (s *Store) openEntry(ctx context.Context, key store.Key) (f *os.File, hdr h
 	}
 	s.mu.Unlock()
 	if !ok {
-		return nil, hdr, 0, nil, fmt.Errorf("get %s: %w", key, store.ErrNotFound)
+		return nil, hdr, 0, nil, nil, fmt.Errorf("get %s: %w", key, store.ErrNotFound)
 	}
 	path := s.path(nsDir, key)
 	f, err = os.Open(path)
@@ -451,14 +451,14 @@ func (s *Store) openEntry(ctx context.Context, key store.Key) (f *os.File, hdr h
 		if errors.Is(err, fs.ErrNotExist) {
 			s.log.Warn("index entry without a file; dropping it", "key", key.String())
 			s.drop(ek, path, nil)
-			return nil, hdr, 0, nil, fmt.Errorf("get %s: %w", key, store.ErrNotFound)
+			return nil, hdr, 0, nil, nil, fmt.Errorf("get %s: %w", key, store.ErrNotFound)
 		}
-		return nil, hdr, 0, nil, fmt.Errorf("get %s: %w", key, err)
+		return nil, hdr, 0, nil, nil, fmt.Errorf("get %s: %w", key, err)
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, hdr, 0, nil, fmt.Errorf("get %s: %w", key, err)
+		return nil, hdr, 0, nil, nil, fmt.Errorf("get %s: %w", key, err)
 	}
 	hdr, hlen, err = readHeader(f)
 	if err == nil && (hdr.ns != nsOf(key) || hdr.hash != h || hdr.keySize != key.Size) {
@@ -466,7 +466,7 @@ func (s *Store) openEntry(ctx context.Context, key store.Key) (f *os.File, hdr h
 	}
 	if err == nil {
 		if hdr.flags&flagZstd != 0 {
-			starts, err = chunkTable(f, hlen, fi.Size(), hdr.valueSize)
+			starts, crcs, err = chunkTable(f, hlen, fi.Size(), hdr.valueSize)
 		} else {
 			err = checkLayout(f, hdr, hlen, fi.Size())
 		}
@@ -476,11 +476,11 @@ func (s *Store) openEntry(ctx context.Context, key store.Key) (f *os.File, hdr h
 		if errors.Is(err, errBadHeader) {
 			s.log.Error("removing a corrupt blob file", "key", key.String(), "err", err)
 			s.drop(ek, path, fi)
-			return nil, hdr, 0, nil, fmt.Errorf("get %s: corrupt file removed: %w", key, store.ErrNotFound)
+			return nil, hdr, 0, nil, nil, fmt.Errorf("get %s: corrupt file removed: %w", key, store.ErrNotFound)
 		}
-		return nil, hdr, 0, nil, fmt.Errorf("get %s: %w", key, err)
+		return nil, hdr, 0, nil, nil, fmt.Errorf("get %s: %w", key, err)
 	}
-	return f, hdr, hlen, starts, nil
+	return f, hdr, hlen, starts, crcs, nil
 }
 
 // drop removes ek from the index and, if it is still the file described by
