@@ -6,6 +6,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"runtime"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -30,8 +31,12 @@ const (
 	flagZstd       = 1
 )
 
+// zenc compresses chunks for all writers: EncodeAll uses one of its
+// GOMAXPROCS encoders, so concurrent Puts compress in parallel (with one,
+// every upload waited for the others' chunks); a window of one chunk is all
+// an independently compressed chunk can use.
 var (
-	zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithWindowSize(chunkSize))
 	zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(chunkSize))
 )
 
