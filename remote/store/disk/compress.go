@@ -167,13 +167,9 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 		}
 		i := c.next
 		c.next++
-		n := c.starts[i+1] - c.starts[i]
-		if n < 0 || n > 2*chunkSize {
-			return 0, fmt.Errorf("%w: frame %d has %d bytes", errBadHeader, i, n)
-		}
-		c.in = append(c.in[:0], make([]byte, n)...)
-		if _, err := c.f.ReadAt(c.in, c.starts[i]); err != nil {
-			return 0, fmt.Errorf("reading frame %d: %w", i, err)
+		var err error
+		if c.in, err = readFrame(c.f, c.starts, i, c.in); err != nil {
+			return 0, err
 		}
 		want := min(chunkSize, c.valueSize-int64(i)*chunkSize)
 		out, err := zdec.DecodeAll(c.in, c.out[:0])
@@ -187,6 +183,23 @@ func (c *chunkReader) Read(p []byte) (int, error) {
 	n := copy(p, c.cur)
 	c.cur = c.cur[n:]
 	return n, nil
+}
+
+// readFrame reads stored frame i of a compressed value (bounds from the
+// chunk table) into buf, reusing its capacity, and returns the frame.
+func readFrame(f io.ReaderAt, starts []int64, i int, buf []byte) ([]byte, error) {
+	n := starts[i+1] - starts[i]
+	if n < 0 || n > 2*chunkSize {
+		return buf, fmt.Errorf("%w: frame %d has %d bytes", errBadHeader, i, n)
+	}
+	if int64(cap(buf)) < n {
+		buf = make([]byte, n, max(n, chunkSize+chunkSize/16))
+	}
+	buf = buf[:n]
+	if _, err := f.ReadAt(buf, starts[i]); err != nil {
+		return buf, fmt.Errorf("reading frame %d: %w", i, err)
+	}
+	return buf, nil
 }
 
 func (c *chunkReader) Close() error { return c.f.Close() }
@@ -229,16 +242,9 @@ func (c *frameReader) Read(p []byte) (int, error) {
 		}
 		i := c.next
 		c.next++
-		n := c.starts[i+1] - c.starts[i]
-		if n < 0 || n > 2*chunkSize {
-			return 0, fmt.Errorf("%w: frame %d has %d bytes", errBadHeader, i, n)
-		}
-		if int64(cap(c.in)) < n {
-			c.in = make([]byte, n, max(n, chunkSize+chunkSize/16))
-		}
-		c.in = c.in[:n]
-		if _, err := c.f.ReadAt(c.in, c.starts[i]); err != nil {
-			return 0, fmt.Errorf("reading frame %d: %w", i, err)
+		var err error
+		if c.in, err = readFrame(c.f, c.starts, i, c.in); err != nil {
+			return 0, err
 		}
 		if c.crcs != nil {
 			if crc32.Checksum(c.in, crcTable) != c.crcs[i] {
