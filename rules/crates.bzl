@@ -16,8 +16,9 @@ fetch fails with a message naming the crate.
 
 def _vendored_crates_impl(rctx):
     build_file = rctx.path(rctx.attr.build_file)
-    root = rctx.path(Label("//:WORKSPACE")).dirname
-    vendor = rctx.path(rctx.attr.vendor_dir if rctx.attr.vendor_dir.startswith("/") else "{}/{}".format(root, rctx.attr.vendor_dir))
+    # A relative vendor_dir names a directory of the workspace being built
+    # (the user's), not of Ferrule's repository.
+    vendor = rctx.path(rctx.attr.vendor_dir if rctx.attr.vendor_dir.startswith("/") else "{}/{}".format(rctx.workspace_root, rctx.attr.vendor_dir))
     if not vendor.exists:
         fail("vendored_crates: {} does not exist: run tools/setup.d/20-crates.sh (cargo vendor, then ferrule vendor)".format(vendor))
     content = rctx.read(build_file)

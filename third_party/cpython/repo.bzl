@@ -16,7 +16,7 @@ _SETUP_DIR = ".ferrule/cpython-src"
 _SUPPORTED = "3.11"
 
 def _main_workspace_dir(rctx):
-    return rctx.path(Label("@ferrule//:WORKSPACE")).dirname
+    return rctx.path(Label("@ferrule//:MODULE.bazel")).dirname
 
 def _source_dir(rctx):
     path = rctx.attr.path or rctx.os.environ.get("FERRULE_CPYTHON_SRC", "") or _SETUP_DIR

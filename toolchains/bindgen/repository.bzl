@@ -59,8 +59,8 @@ ferrule_bindgen_repository = repository_rule(
     implementation = _bindgen_repository_impl,
     attrs = {
         "bindgen": attr.string(doc = "Absolute path of bindgen; default FERRULE_BINDGEN or /usr/bin/bindgen."),
-        "llvm_dir": attr.string(default = "/usr/lib/llvm-14", doc = "The LLVM installation whose libclang bindgen loads."),
-        "clang_major": attr.string(default = "14", doc = "Major version of that clang (pinned with bindgen)."),
+        "llvm_dir": attr.string(default = "/usr/lib/llvm-21", doc = "The LLVM installation whose libclang bindgen loads."),
+        "clang_major": attr.string(default = "21", doc = "Major version of that clang (pinned with bindgen)."),
     },
     environ = ["FERRULE_BINDGEN"],
     local = True,

@@ -39,9 +39,13 @@ def _python_headers_impl(rctx):
             pyconfig = real
     rctx.symlink(pyconfig, "include/{}/pyconfig.h".format(inc_name))
 
-    # The C library headers Python.h reads, copied under sysinclude/ with
-    # their paths below /usr/include.
-    deps = _run(rctx, ["gcc", "-M", "-x", "c", "-I", str(inc), "-I", str(pyconfig.dirname), str(inc.get_child("Python.h"))])
+    # The C library headers Python.h reads, linked under sysinclude/ with
+    # their paths below /usr/include: those of this Python.h, and those the
+    # Python.h of every CPython version Ferrule builds from source includes
+    # (their bindgen actions use this C library too).
+    # (pyconfig.h defines _GNU_SOURCE, which makes the C library include more.)
+    rctx.file("probe.h", "#define _GNU_SOURCE 1\n" + "".join(["#include <{}>\n".format(h) for h in rctx.attr.more_system_headers]) + '#include "Python.h"\n')
+    deps = _run(rctx, ["gcc", "-M", "-fno-canonical-system-headers", "-x", "c", "-I", str(inc), "-I", str(pyconfig.dirname), str(rctx.path("probe.h"))])
     sysheaders = {}
     for word in deps.replace("\\\n", " ").split(" "):
         if word.startswith("/usr/include/") and ("/" + inc_name + "/") not in word:
@@ -80,8 +84,12 @@ cpython_headers(
 ferrule_python_headers = repository_rule(
     implementation = _python_headers_impl,
     attrs = {
-        "python": attr.string(default = "/usr/bin/python3.11", doc = "The installed interpreter whose headers and EXT_SUFFIX are used."),
-        "version": attr.string(default = "3.11", doc = "Its X.Y version."),
+        "python": attr.string(default = "/usr/bin/python3.14", doc = "The installed interpreter whose headers and EXT_SUFFIX are used."),
+        "version": attr.string(default = "3.14", doc = "Its X.Y version."),
+        "more_system_headers": attr.string_list(
+            default = ["sys/time.h", "sys/select.h", "sys/stat.h", "sys/types.h", "time.h", "unistd.h", "limits.h", "math.h", "stdio.h", "stdlib.h", "string.h", "errno.h", "assert.h", "wchar.h", "inttypes.h", "stdint.h", "stddef.h", "stdarg.h", "stdbool.h", "float.h", "signal.h", "fcntl.h", "pthread.h"],
+            doc = "C library headers linked in besides those this Python.h includes (older and newer Python.h include others).",
+        ),
     },
     local = True,
     doc = "Links an installed CPython's headers into a repository with :headers (cpython_headers) and :cc_headers (cc_library).",

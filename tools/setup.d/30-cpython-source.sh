@@ -9,6 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
+. tools/lib/apt-mirror.sh
 say() { printf '==> cpython-source: %s\n' "$*"; }
 
 dest="${FERRULE_CPYTHON_SRC:-$PWD/.ferrule/cpython-src}"
@@ -25,20 +26,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 # own apt sources already use for bookworm's binary packages.
 list=/etc/apt/sources.list.d/ferrule-src.sources
 if [ ! -f "$list" ]; then
-  uri=""
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -f "$f" ] && [ "$f" != "$list" ] || continue
-    # The URIs of the first stanza whose Suites include plain "bookworm".
-    uri="$(awk '
-      /^$/ { if (suite && uris) { print uris; exit } suite = 0; uris = "" }
-      /^URIs:/ { uris = $2 }
-      /^Suites:/ { for (i = 2; i <= NF; i++) if ($i == "bookworm") suite = 1 }
-      END { if (suite && uris) print uris }' "$f" | head -1)"
-    [ -n "$uri" ] && break
-  done
-  if [ -z "$uri" ] && [ -f /etc/apt/sources.list ]; then
-    uri="$(awk '$1 == "deb" && $3 == "bookworm" { print $2; exit }' /etc/apt/sources.list)"
-  fi
+  uri="$(apt_mirror)"
   if [ -z "$uri" ]; then
     echo "cpython-source: no apt source for Debian bookworm found to add a deb-src entry for; add one, or set FERRULE_CPYTHON_SRC to a CPython 3.11 source tree" >&2
     exit 1
