@@ -22,7 +22,7 @@ func checkAllRemoteHits(t *testing.T, spawns []Spawn) {
 			continue
 		}
 		cacheable++
-		if !s.RemoteCacheHit {
+		if !s.RemoteCacheHit() {
 			out := ""
 			if len(s.ListedOutputs) > 0 {
 				out = s.ListedOutputs[0]
@@ -42,13 +42,17 @@ var remoteHitLine = regexp.MustCompile(`(\d+) remote cache hit`)
 // uploading), expunges the output base, builds again with flags+rebuild and
 // returns the rebuild's execution log.
 func roundTrip(t *testing.T, flags, rebuild []string) []Spawn {
-	b := NewBazel(t, repoRoot(t))
+	return roundTripWith(t, NewBazel(t, repoRoot(t)), flags, rebuild)
+}
+
+// roundTripWith is roundTrip on a given Bazel.
+func roundTripWith(t *testing.T, b *Bazel, flags, rebuild []string) []Spawn {
 	dir := t.TempDir()
 	b.Run(t, "clean")
 	b.Run(t, append(append([]string{"build", "--execution_log_json_file=" + filepath.Join(dir, "cold.json")}, flags...), cacheTargets...)...)
 	cold := ReadExecLog(t, filepath.Join(dir, "cold.json"))
 	for _, s := range cold {
-		if s.RemoteCacheHit {
+		if s.RemoteCacheHit() {
 			t.Fatalf("cold build got a remote cache hit from an empty server (%s)", s.Mnemonic)
 		}
 	}

@@ -70,7 +70,7 @@ func TestCPythonFromCache(t *testing.T) {
 	}
 	home := filepath.Join(base, "home")
 	os.MkdirAll(home, 0o755)
-	env := append(cleanEnv(home, "second"), "FERRULE_CPYTHON_SRC="+srcCopy, "FERRULE_RUSTC="+realRustc(t))
+	env := append(cleanEnv(home, "second"), "FERRULE_CPYTHON_SRC="+srcCopy)
 	b2 := &Bazel{Dir: clone, OutputUserRoot: filepath.Join(base, "output-root"), Env: env}
 	t.Cleanup(func() { b2.Shutdown(t) })
 	second := filepath.Join(dir, "second.json")

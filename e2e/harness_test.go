@@ -1,5 +1,6 @@
-// Package e2e holds Ferrule's end-to-end tests: real Bazel (Debian's 4.2.3)
-// building this workspace against a real `ferrule serve`.
+// Package e2e holds Ferrule's end-to-end tests: real Bazel (7.7.1, from the
+// toolchain root, run through tools/root.sh) building this workspace against
+// a real `ferrule serve`.
 //
 // They run when FERRULE_E2E=1 (tools/test.sh sets it) and are skipped
 // otherwise, so `go test ./...` on a machine without Bazel stays useful.
@@ -31,15 +32,23 @@ import (
 )
 
 // requireE2E skips the test unless end-to-end tests are enabled, and fails
-// it (rather than skipping) if they are enabled but Bazel is missing.
+// it (rather than skipping) if they are enabled but the toolchain root with
+// Bazel is missing.
 func requireE2E(t *testing.T) {
 	t.Helper()
 	if os.Getenv("FERRULE_E2E") != "1" {
 		t.Skip("end-to-end test: set FERRULE_E2E=1 (tools/test.sh does) to run it")
 	}
-	if _, err := exec.LookPath("bazel"); err != nil {
-		t.Fatal("FERRULE_E2E=1 but bazel is not on PATH: run ./tools/setup.sh")
+	out, err := exec.Command(rootScript(t), "test", "-x", "/usr/bin/bazel").CombinedOutput()
+	if err != nil {
+		t.Fatalf("FERRULE_E2E=1 but the toolchain root has no Bazel: run ./tools/setup.sh (%v: %s)", err, out)
 	}
+}
+
+// rootScript is tools/root.sh of this checkout: it runs a command inside the
+// toolchain root, where Bazel and the toolchains are.
+func rootScript(t *testing.T) string {
+	return filepath.Join(repoRoot(t), "tools", "root.sh")
 }
 
 // repoRoot is the checkout this test runs from.
@@ -81,6 +90,7 @@ func sharedOutputRoot(t *testing.T) string {
 type Bazel struct {
 	Dir            string   // workspace directory
 	OutputUserRoot string   // --output_user_root
+	Startup        []string // more startup options
 	Env            []string // full environment; nil means the test's own
 }
 
@@ -106,14 +116,14 @@ func (b *Bazel) Run(t *testing.T, args ...string) string {
 // RunErr is Run without failing the test.
 func (b *Bazel) RunErr(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	full := []string{"--output_user_root=" + b.OutputUserRoot}
+	full := append([]string{"--output_user_root=" + b.OutputUserRoot}, b.Startup...)
 	if len(args) > 0 && buildCommands[args[0]] {
 		full = append(full, args[0], "--symlink_prefix=/", "--color=no", "--curses=no")
 		full = append(full, args[1:]...)
 	} else {
 		full = append(full, args...)
 	}
-	cmd := exec.Command("bazel", full...)
+	cmd := exec.Command(rootScript(t), append([]string{"bazel"}, full...)...)
 	cmd.Dir = b.Dir
 	cmd.Env = b.Env
 	var out bytes.Buffer
@@ -275,6 +285,7 @@ type Server struct {
 	GRPC string // host:port
 	HTTP string // host:port
 	Dir  string
+	args []string
 	cmd  *exec.Cmd
 	log  *bytes.Buffer
 }
@@ -284,7 +295,6 @@ type Server struct {
 // it when the test ends.
 func StartServer(t *testing.T, extra ...string) *Server {
 	t.Helper()
-	bin := ferruleBinary(t)
 	dir := t.TempDir()
 	s := &Server{
 		GRPC: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
@@ -292,13 +302,8 @@ func StartServer(t *testing.T, extra ...string) *Server {
 		Dir:  dir,
 		log:  &bytes.Buffer{},
 	}
-	args := append([]string{"serve", "--dir", dir, "--grpc_address", s.GRPC, "--http_address", s.HTTP}, extra...)
-	s.cmd = exec.Command(bin, args...)
-	s.cmd.Stdout = s.log
-	s.cmd.Stderr = s.log
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("start ferrule serve: %v", err)
-	}
+	s.args = append([]string{"serve", "--dir", dir, "--grpc_address", s.GRPC, "--http_address", s.HTTP}, extra...)
+	s.start(t)
 	t.Cleanup(func() {
 		s.cmd.Process.Kill()
 		s.cmd.Wait()
@@ -306,8 +311,32 @@ func StartServer(t *testing.T, extra ...string) *Server {
 			t.Logf("ferrule serve log:\n%s", tail(s.log.String(), 60))
 		}
 	})
-	waitHealthy(t, s.GRPC, s.log)
 	return s
+}
+
+func (s *Server) start(t *testing.T) {
+	t.Helper()
+	s.cmd = exec.Command(ferruleBinary(t), s.args...)
+	s.cmd.Stdout = s.log
+	s.cmd.Stderr = s.log
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("start ferrule serve: %v", err)
+	}
+	waitHealthy(t, s.GRPC, s.log)
+}
+
+// Restart kills the server (SIGKILL) and starts it again on the same
+// addresses and store; with fresh, the store is emptied first.
+func (s *Server) Restart(t *testing.T, fresh bool) {
+	t.Helper()
+	s.cmd.Process.Kill()
+	s.cmd.Wait()
+	if fresh {
+		if err := os.RemoveAll(s.Dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.start(t)
 }
 
 // waitHealthy polls the gRPC health service until it reports SERVING.
@@ -343,11 +372,17 @@ type Spawn struct {
 	RemoteCacheable      bool      `json:"remoteCacheable"`
 	Mnemonic             string    `json:"mnemonic"`
 	Runner               string    `json:"runner"`
-	RemoteCacheHit       bool      `json:"remoteCacheHit"`
+	RemoteCacheHitField  bool      `json:"remoteCacheHit"`
 	ExitCode             int       `json:"exitCode"`
 	Platform             struct {
 		Properties []EnvVar `json:"properties"`
 	} `json:"platform"`
+}
+
+// RemoteCacheHit says the spawn was served by the remote cache: Bazel 7
+// says so in the runner ("remote cache hit"), older Bazels in remoteCacheHit.
+func (s Spawn) RemoteCacheHit() bool {
+	return s.RemoteCacheHitField || s.Runner == "remote cache hit"
 }
 
 // EnvVar is a name/value pair of the log.

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -37,12 +38,14 @@ type Worker struct {
 	log *syncBuffer
 }
 
-// StartWorker runs `ferrule worker` against the scheduler at addr and kills
-// it when the test ends.
+// StartWorker runs `ferrule worker` against the scheduler at addr, its
+// actions inside the checkout's toolchain root, and kills it when the test
+// ends.
 func StartWorker(t *testing.T, addr, id string) *Worker {
 	t.Helper()
 	w := &Worker{ID: id, log: &syncBuffer{}}
-	w.cmd = exec.Command(ferruleBinary(t), "worker", "--scheduler", addr, "--id", id, "--dir", t.TempDir())
+	w.cmd = exec.Command(ferruleBinary(t), "worker", "--scheduler", addr, "--id", id, "--dir", t.TempDir(),
+		"--root", toolchainRootDir(t))
 	w.cmd.Stdout = w.log
 	w.cmd.Stderr = w.log
 	if err := w.cmd.Start(); err != nil {
@@ -71,6 +74,26 @@ func (w *Worker) Kill() {
 // Actions counts the actions the worker started.
 func (w *Worker) Actions() int { return strings.Count(w.log.String(), "running action") }
 
+// toolchainRootDir is the checkout's toolchain root (tools/root.sh --path).
+func toolchainRootDir(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command(rootScript(t), "--path").Output()
+	if err != nil {
+		t.Fatalf("tools/root.sh --path: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// rootExecProperty is the Bazel flag asking for workers in this toolchain root.
+func rootExecProperty(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command(rootScript(t), "--digest").Output()
+	if err != nil {
+		t.Fatalf("tools/root.sh --digest: %v", err)
+	}
+	return "--remote_default_exec_properties=" + strings.TrimSpace(string(out))
+}
+
 func waitFor(cond func() bool, limit time.Duration) bool {
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
@@ -93,7 +116,7 @@ func TestRemoteExecution(t *testing.T) {
 	b := NewBazel(t, repoRoot(t))
 	b.Run(t, "clean")
 	log := filepath.Join(t.TempDir(), "exec.json")
-	out := b.Run(t, "test", "--remote_executor=grpc://"+s.GRPC, "--spawn_strategy=remote", "--jobs=8",
+	out := b.Run(t, "test", "--remote_executor=grpc://"+s.GRPC, "--spawn_strategy=remote", "--jobs=8", rootExecProperty(t),
 		"--execution_log_json_file="+log, "//examples/...", "//e2e/testdata/cc:greeting")
 	spawns := ReadExecLog(t, log)
 	remote := 0
@@ -114,6 +137,43 @@ func TestRemoteExecution(t *testing.T) {
 		t.Errorf("both worker processes should have run actions: %s ran %d, %s ran %d", w1.ID, w1.Actions(), w2.ID, w2.Actions())
 	}
 	t.Logf("%d spawns, all remote; %s ran %d, %s ran %d", remote, w1.ID, w1.Actions(), w2.ID, w2.Actions())
+
+	// The same outputs as local execution: the actions' outputs as the
+	// run's shared cache holds them from the local `bazel test //...` (or a
+	// local build here when there is no shared cache).
+	b.Run(t, "clean")
+	localLog := filepath.Join(t.TempDir(), "local.json")
+	args := []string{"build", "--execution_log_json_file=" + localLog}
+	if c := os.Getenv("FERRULE_SHARED_CACHE"); c != "" {
+		args = append(args, "--remote_cache="+c)
+	}
+	b.Run(t, append(args, "//examples/...", "//e2e/testdata/cc:greeting")...)
+	local := map[string]string{}
+	for _, sp := range ReadExecLog(t, localLog) {
+		for _, o := range sp.ActualOutputs {
+			local[o.Path] = o.Digest.Hash
+		}
+	}
+	compared := 0
+	for _, sp := range spawns {
+		if sp.Mnemonic == "TestRunner" {
+			continue
+		}
+		for _, o := range sp.ActualOutputs {
+			want, ok := local[o.Path]
+			if !ok {
+				continue
+			}
+			compared++
+			if want != o.Digest.Hash {
+				t.Errorf("%s output %s: remote execution made %s, local execution %s", sp.Mnemonic, o.Path, o.Digest.Hash, want)
+			}
+		}
+	}
+	if compared < 10 {
+		t.Errorf("only %d outputs compared between remote and local execution", compared)
+	}
+	t.Logf("%d outputs of remote execution identical to local execution's", compared)
 }
 
 // TestRemoteExecutionWorkerKilled kills (SIGKILL) the worker running an
@@ -131,7 +191,7 @@ func TestRemoteExecutionWorkerKilled(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		out, err := b.RunErr(t, "build", "--remote_executor=grpc://"+s.GRPC, "--spawn_strategy=remote", "//e2e/testdata/slow")
+		out, err := b.RunErr(t, "build", "--remote_executor=grpc://"+s.GRPC, "--spawn_strategy=remote", rootExecProperty(t), "//e2e/testdata/slow")
 		done <- result{out, err}
 	}()
 	if !waitFor(func() bool { return w1.Actions() > 0 }, 5*time.Minute) {

@@ -17,18 +17,6 @@ import (
 // and build scripts) and the builder.
 const exampleTargets = "//examples/..."
 
-// realRustc returns the real compiler of the configured toolchain (not the
-// rustup proxy, which needs HOME), so a "machine" with another HOME can find
-// it through FERRULE_RUSTC, as a user without rustup in HOME would.
-func realRustc(t *testing.T) string {
-	t.Helper()
-	out, err := exec.Command("rustc", "--print", "sysroot").Output()
-	if err != nil {
-		t.Fatalf("rustc --print sysroot: %v", err)
-	}
-	return filepath.Join(strings.TrimSpace(string(out)), "bin", "rustc")
-}
-
 // machine is one simulated machine: its own checkout path, HOME, USER and
 // Bazel output root.
 type machine struct {
@@ -49,8 +37,7 @@ func newMachine(t *testing.T, name, checkout, outputRoot string) *machine {
 		}
 	}
 	CopyRepo(t, dir)
-	env := append(cleanEnv(home, name), "FERRULE_RUSTC="+realRustc(t))
-	bz := &Bazel{Dir: dir, OutputUserRoot: outputRoot, Env: env}
+	bz := &Bazel{Dir: dir, OutputUserRoot: outputRoot, Env: cleanEnv(home, name)}
 	t.Cleanup(func() { bz.Shutdown(t) })
 	return &machine{name: name, dir: dir, home: home, bz: bz}
 }
@@ -256,7 +243,7 @@ func TestRulesHermeticAndIncremental(t *testing.T) {
 	leaky, _ := b.build(t, "leak", remote, "--action_env=FERRULE_LEAK=bob")
 	misses := 0
 	for _, s := range leaky {
-		if s.Remotable && s.Cacheable && !s.RemoteCacheHit {
+		if s.Remotable && s.Cacheable && !s.RemoteCacheHit() {
 			misses++
 		}
 	}

@@ -124,7 +124,7 @@ def cpython_extension(
         deps = [],
         copts = [],
         crate = None,
-        headers = "@ferrule_python//:headers",
+        headers = Label("//toolchains/python:current_headers"),
         **kwargs):
     """An importable CPython extension module, `<module_name><EXT_SUFFIX>`.
 
@@ -139,7 +139,8 @@ def cpython_extension(
       deps: cc_library dependencies (C extensions).
       copts: extra C compiler options.
       crate: a rust_shared_library label (Rust extensions); exclusive with srcs.
-      headers: a cpython_headers target: the CPython build the module is for.
+      headers: a cpython_headers target: the CPython build the module is for;
+        default: the CPython headers toolchain of the target platform.
       **kwargs: common attributes (visibility, tags, testonly, ...).
     """
     module_name = module_name or name

@@ -22,6 +22,8 @@ grpc_addr="${FERRULE_DEMO_GRPC:-127.0.0.1:9092}"
 http_addr="${FERRULE_DEMO_HTTP:-127.0.0.1:9090}"
 targets=("${@:-//examples/...}")
 bazel_startup=(--output_user_root="$demo/bazel-root")
+# Bazel 7.7.1 and the toolchains are in the toolchain root (tools/root.sh).
+bazel() { "$repo/tools/root.sh" bazel "$@"; }
 
 say "starting ferrule serve (disk store in $demo/cache, gRPC $grpc_addr, HTTP $http_addr)"
 "$demo/bin/ferrule" serve --dir "$demo/cache" --grpc_address "$grpc_addr" --http_address "$http_addr" \
@@ -64,12 +66,12 @@ say "build 2: everything from ferrule serve"
 build second
 
 # Bazel writes one pretty-printed JSON object per spawn, with one
-# commandArgs and one remoteCacheHit field each.
+# commandArgs field each; Bazel 7 names a cache hit in its runner.
 count() { grep -c "$1" "$2" || true; }
 a1=$(count '"commandArgs"' "$demo/logs/first.exec.json")
-h1=$(count '"remoteCacheHit": true' "$demo/logs/first.exec.json")
+h1=$(count '"runner": "remote cache hit"' "$demo/logs/first.exec.json")
 a2=$(count '"commandArgs"' "$demo/logs/second.exec.json")
-h2=$(count '"remoteCacheHit": true' "$demo/logs/second.exec.json")
+h2=$(count '"runner": "remote cache hit"' "$demo/logs/second.exec.json")
 rate=0
 if [ "$a2" -gt 0 ]; then rate=$((100 * h2 / a2)); fi
 echo

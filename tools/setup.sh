@@ -9,15 +9,10 @@ say() { printf '==> %s\n' "$*"; }
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
-# Debian packages: Bazel 4.2.3 and its support repositories, bindgen with
-# libclang 14 (a pinned pair), CPython headers, zlib headers for the zlib
-# module, and the tools the CPython source set-up uses.
-APT_PACKAGES=(
-  bazel-bootstrap bazel-skylib bazel-platforms bazel-rules-java
-  bindgen libclang-dev clang
-  python3.11-dev zlib1g-dev
-  build-essential dpkg-dev zstd curl
-)
+# Debian packages of the host: debootstrap builds the toolchain root (Bazel
+# and every toolchain live there, see tools/root.sh); dpkg-dev fetches
+# CPython's sources; zstd and curl serve the scripts.
+APT_PACKAGES=(debootstrap dpkg-dev zstd curl ca-certificates)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -32,8 +27,8 @@ else
   say "Debian packages already installed"
 fi
 
-# Go (the server and the builder) and Rust (the example crates) come with the
-# machine image; check their versions rather than guess.
+# Go (the server, the tests) comes with the machine image; check its version
+# rather than guess.
 need_go="$(sed -n 's/^go \([0-9]*\.[0-9]*\).*/\1/p' go.mod)"
 if ! command -v go >/dev/null; then
   echo "setup: Go $need_go or newer is required and 'go' is not on PATH" >&2
@@ -45,12 +40,11 @@ if [ "$(printf '%s\n%s\n' "$need_go" "$have_go" | sort -V | head -1)" != "$need_
   exit 1
 fi
 say "Go $have_go"
-if ! command -v rustc >/dev/null || ! command -v cargo >/dev/null; then
-  echo "setup: rustc and cargo are required (rustup) and are not on PATH" >&2
-  exit 1
-fi
-say "$(rustc --version)"
-say "$(bazel --version 2>/dev/null | tail -1)"
+
+# The toolchain root: Bazel 7.7.1, gcc, rustc, bindgen, Python... pinned by
+# toolchains/root/manifest.txt, built once per manifest and machine.
+$SUDO ./tools/root.sh --build
+say "$(./tools/root.sh --digest): $(./tools/root.sh bazel --version 2>/dev/null | tail -1), $(./tools/root.sh rustc --version)"
 
 say "downloading Go modules"
 go mod download

@@ -55,6 +55,7 @@ func runWorkerCommand(fs *flag.FlagSet, args []string) error {
 	concurrency := fs.Int("concurrency", 1, "actions run at the same time")
 	cacheGiB := fs.Int64("cache_size", 10, "local file cache bound in GiB")
 	noNS := fs.Bool("no_namespaces", false, "run actions without mount/pid/network namespaces")
+	root := fs.String("root", "", "toolchain root (tools/root.sh --path) to run every action in; its digest is offered as platform property "+worker.RootPlatformProperty)
 	logLevel := fs.String("log_level", "info", "log level: debug, info, warn or error")
 	var extra platformFlag
 	fs.Var(&extra, "platform", "platform property NAME=VALUE this worker offers, on top of OSFamily and ISA (repeatable; a NAME given here replaces the default)")
@@ -72,6 +73,13 @@ func runWorkerCommand(fs *flag.FlagSet, args []string) error {
 		return usagef("--log_level: %v", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if *root != "" {
+		digest, err := worker.ReadRootDigest(*root)
+		if err != nil {
+			return fmt.Errorf("--root: %w", err)
+		}
+		extra = append(extra, &repb.Platform_Property{Name: worker.RootPlatformProperty, Value: digest})
+	}
 	platform := workerPlatform(extra)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -96,7 +104,7 @@ func runWorkerCommand(fs *flag.FlagSet, args []string) error {
 	}
 	r, err := worker.New(worker.Options{
 		ID: *id, Dir: *dir, Store: worker.NewRemoteStore(casConn),
-		CacheMaxBytes: *cacheGiB << 30, NoNamespaces: *noNS, Logger: log,
+		CacheMaxBytes: *cacheGiB << 30, NoNamespaces: *noNS, Root: *root, Logger: log,
 	})
 	if err != nil {
 		return err

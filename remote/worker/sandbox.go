@@ -24,12 +24,13 @@ const namespaceFlags = syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLON
 
 type sandbox struct {
 	log   *slog.Logger
+	root  string // toolchain root actions run in ("" for the host's file system)
 	mu    sync.Mutex
 	flags uintptr
 }
 
-func newSandbox(namespaces bool, log *slog.Logger) *sandbox {
-	s := &sandbox{log: log}
+func newSandbox(namespaces bool, root string, log *slog.Logger) *sandbox {
+	s := &sandbox{log: log, root: root}
 	if !namespaces {
 		log.Info("sandbox: namespaces disabled by configuration; actions share the host's mount, pid and network namespaces")
 		return s
@@ -86,20 +87,34 @@ func (s *sandbox) run(ctx context.Context, cmd *repb.Command, inputRoot, wd stri
 			pathVar = e.Value
 		}
 	}
-	prog, err := resolveProgram(cmd.Arguments[0], inputRoot, wd, pathVar)
+	var prog string
+	if s.root != "" && !strings.Contains(cmd.Arguments[0], "/") {
+		prog, err = resolveInRoot(s.root, cmd.Arguments[0], pathVar)
+	} else {
+		prog, err = resolveProgram(cmd.Arguments[0], inputRoot, wd, pathVar)
+	}
 	if err != nil {
 		return -1, false, err
 	}
 	s.mu.Lock()
 	flags := s.flags
 	s.mu.Unlock()
+	path, args := prog, cmd.Arguments
+	if s.root != "" {
+		if flags&syscall.CLONE_NEWNS == 0 {
+			return -1, false, errors.New("actions in a toolchain root need a mount namespace, which this worker cannot create")
+		}
+		if path, args, env, err = rootCommand(s.root, inputRoot, wd, prog, cmd.Arguments, env, flags&syscall.CLONE_NEWPID != 0); err != nil {
+			return -1, false, err
+		}
+	}
 
 	var c *exec.Cmd
 	for {
-		c = &exec.Cmd{Path: prog, Args: cmd.Arguments, Env: env, Dir: wd, Stdout: stdout, Stderr: stderr}
+		c = &exec.Cmd{Path: path, Args: args, Env: env, Dir: wd, Stdout: stdout, Stderr: stderr}
 		c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Cloneflags: flags, Pdeathsig: syscall.SIGKILL}
 		err = c.Start()
-		if err != nil && flags != 0 && (errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EUSERS)) {
+		if err != nil && flags != 0 && s.root == "" && (errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EUSERS)) {
 			s.log.Warn("sandbox: cannot create namespaces, running actions without them", "err", err)
 			s.mu.Lock()
 			s.flags = 0

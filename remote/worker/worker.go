@@ -69,7 +69,11 @@ type Options struct {
 	// NoNamespaces disables the mount/pid/net namespaces (they are also
 	// dropped automatically when the kernel refuses them).
 	NoNamespaces bool
-	Logger       *slog.Logger
+	// Root is a toolchain root (tools/root.sh) every action runs inside,
+	// with its input root mounted there; "" runs actions on the host's
+	// file system. It needs namespaces.
+	Root   string
+	Logger *slog.Logger
 }
 
 // Runner runs Tasks. It is safe for concurrent use.
@@ -102,6 +106,22 @@ func New(opts Options) (*Runner, error) {
 		log = slog.Default()
 	}
 	log = log.With("worker", opts.ID)
+	if opts.Root != "" {
+		if opts.NoNamespaces {
+			return nil, errors.New("worker: a toolchain root needs namespaces (drop --no_namespaces)")
+		}
+		root, err := filepath.Abs(opts.Root)
+		if err != nil {
+			return nil, err
+		}
+		if root, err = filepath.EvalSymlinks(root); err != nil {
+			return nil, fmt.Errorf("worker: toolchain root: %w", err)
+		}
+		if _, err := ReadRootDigest(root); err != nil {
+			return nil, fmt.Errorf("worker: %w", err)
+		}
+		opts.Root = root
+	}
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
 		return nil, err
@@ -117,7 +137,7 @@ func New(opts Options) (*Runner, error) {
 	if err := os.MkdirAll(execDir, 0o755); err != nil {
 		return nil, err
 	}
-	return &Runner{opts: opts, log: log, cache: cache, execDir: execDir, sandbox: newSandbox(!opts.NoNamespaces, log)}, nil
+	return &Runner{opts: opts, log: log, cache: cache, execDir: execDir, sandbox: newSandbox(!opts.NoNamespaces, opts.Root, log)}, nil
 }
 
 // ID is the worker's name.

@@ -122,7 +122,7 @@ func TestBuildScriptFailureNamesCrate(t *testing.T) {
 
 func bindgenArgs(header string) []string {
 	return []string{
-		"--bindgen", "/usr/bin/bindgen", "--libclang", "/usr/lib/llvm-14/lib/libclang-14.so.1",
+		"--bindgen", "/usr/bin/bindgen", "--libclang", "/usr/lib/llvm-21/lib/libclang-21.so.1",
 		"--header", header, "--out", "out.rs", "--arg=--allowlist-function=demo_.*", "--arg=--allowlist-type=demo_.*",
 		"--", "-I", ".",
 	}

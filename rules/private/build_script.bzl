@@ -1,6 +1,6 @@
 """Runs a compiled build.rs as its own action (cargo_build_script's second half)."""
 
-load(":providers.bzl", "BuildScriptInfo", "RustToolchainInfo")
+load(":providers.bzl", "BuildScriptInfo", "RUST_TOOLCHAIN_TYPE")
 
 _ENV = {
     "PATH": "/usr/bin:/bin",
@@ -13,7 +13,7 @@ def _pkg_path(ctx, rel):
     return "/".join(parts) if parts else "."
 
 def _build_script_run_impl(ctx):
-    tc = ctx.attr._rust_toolchain[RustToolchainInfo]
+    tc = ctx.toolchains[RUST_TOOLCHAIN_TYPE].rust
     flags = ctx.actions.declare_file(ctx.label.name + ".flags")
     out_dir = ctx.actions.declare_directory(ctx.label.name + ".out_dir")
     script = ctx.executable.script
@@ -74,6 +74,6 @@ cargo_build_script_run = rule(
         "data": attr.label_list(allow_files = True, doc = "Files the script reads (usually the whole crate)."),
         "build_script_env": attr.string_dict(doc = "Extra environment for the script."),
         "_builder": attr.label(default = "//rules/builder", executable = True, cfg = "exec"),
-        "_rust_toolchain": attr.label(default = "//toolchains/rust:toolchain", providers = [RustToolchainInfo]),
     },
+    toolchains = [RUST_TOOLCHAIN_TYPE],
 )

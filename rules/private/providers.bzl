@@ -1,4 +1,9 @@
-"""Providers of Ferrule's rules."""
+"""Providers of Ferrule's rules, and the toolchain types that carry them."""
+
+# Toolchain types, resolved per target (and exec) platform.
+RUST_TOOLCHAIN_TYPE = Label("//toolchains/rust:toolchain_type")
+BINDGEN_TOOLCHAIN_TYPE = Label("//toolchains/bindgen:toolchain_type")
+CPYTHON_HEADERS_TOOLCHAIN_TYPE = Label("//toolchains/python:headers_toolchain_type")
 
 RustToolchainInfo = provider(
     doc = "A Rust compiler and the standard libraries of its host and target.",

@@ -1,6 +1,6 @@
 """cpython_bindgen and the extension-module naming rule."""
 
-load(":providers.bzl", "BindgenToolchainInfo", "CPythonHeadersInfo", "RustCrateInfo", "RustToolchainInfo")
+load(":providers.bzl", "BINDGEN_TOOLCHAIN_TYPE", "CPYTHON_HEADERS_TOOLCHAIN_TYPE", "CPythonHeadersInfo", "RUST_TOOLCHAIN_TYPE", "RustCrateInfo")
 
 _ENV = {
     "PATH": "/usr/bin:/bin",
@@ -8,10 +8,23 @@ _ENV = {
     "SOURCE_DATE_EPOCH": "0",
 }
 
+# The headers toolchain is optional: a target naming its headers needs none.
+_HEADERS_TOOLCHAIN = config_common.toolchain_type(CPYTHON_HEADERS_TOOLCHAIN_TYPE, mandatory = False)
+
+def _headers(ctx):
+    # The CPython build to bind or name modules for: the `headers` attribute,
+    # else the headers toolchain registered for the target platform.
+    if ctx.attr.headers:
+        return ctx.attr.headers[CPythonHeadersInfo]
+    tc = ctx.toolchains[CPYTHON_HEADERS_TOOLCHAIN_TYPE]
+    if tc == None:
+        fail("{}: no `headers` given and no CPython headers toolchain ({}) is registered for the target platform".format(ctx.label, CPYTHON_HEADERS_TOOLCHAIN_TYPE))
+    return tc.headers
+
 def _cpython_bindgen_impl(ctx):
-    bg = ctx.attr._bindgen_toolchain[BindgenToolchainInfo]
-    tc = ctx.attr._rust_toolchain[RustToolchainInfo]
-    py = ctx.attr.headers[CPythonHeadersInfo]
+    bg = ctx.toolchains[BINDGEN_TOOLCHAIN_TYPE].bindgen
+    tc = ctx.toolchains[RUST_TOOLCHAIN_TYPE].rust
+    py = _headers(ctx)
     out = ctx.actions.declare_file(ctx.attr.out or ctx.label.name + ".rs")
     if ctx.file.header:
         header = ctx.file.header.path
@@ -72,7 +85,7 @@ cpython_bindgen = rule(
     implementation = _cpython_bindgen_impl,
     doc = "Rust bindings to the CPython C API of a headers target, made by the pinned bindgen + libclang and normalised by the builder so they are byte-identical across machines.",
     attrs = {
-        "headers": attr.label(default = "@ferrule_python//:headers", providers = [CPythonHeadersInfo], doc = "The CPython build whose headers (and pyconfig.h) to bind."),
+        "headers": attr.label(providers = [CPythonHeadersInfo], doc = "The CPython build whose headers (and pyconfig.h) to bind; default: the CPython headers toolchain."),
         "header": attr.label(allow_single_file = [".h"], doc = "A wrapper header to bind instead of Python.h (e.g. one that also includes internal headers)."),
         "hdrs": attr.label_list(allow_files = [".h"], doc = "Other headers the wrapper header includes."),
         "allowlist_functions": attr.string_list(doc = "bindgen --allowlist-function regexes, e.g. Py.*"),
@@ -86,13 +99,12 @@ cpython_bindgen = rule(
         "layout_tests": attr.bool(default = False, doc = "Whether bindgen emits layout tests."),
         "out": attr.string(doc = "Output file name; default <name>.rs."),
         "_builder": attr.label(default = "//rules/builder", executable = True, cfg = "exec"),
-        "_bindgen_toolchain": attr.label(default = "//toolchains/bindgen:toolchain", providers = [BindgenToolchainInfo]),
-        "_rust_toolchain": attr.label(default = "//toolchains/rust:toolchain", providers = [RustToolchainInfo]),
     },
+    toolchains = [BINDGEN_TOOLCHAIN_TYPE, RUST_TOOLCHAIN_TYPE, _HEADERS_TOOLCHAIN],
 )
 
 def _cpython_module_impl(ctx):
-    py = ctx.attr.headers[CPythonHeadersInfo]
+    py = _headers(ctx)
     if RustCrateInfo in ctx.attr.library:
         lib = ctx.attr.library[RustCrateInfo].output
         if ctx.attr.library[RustCrateInfo].crate_type != "cdylib":
@@ -112,6 +124,7 @@ cpython_module = rule(
     attrs = {
         "library": attr.label(mandatory = True, allow_files = True, doc = "A rust_shared_library or a cc_binary(linkshared = True)."),
         "module_name": attr.string(mandatory = True, doc = "The module name; the library must export PyInit_<module_name>."),
-        "headers": attr.label(default = "@ferrule_python//:headers", providers = [CPythonHeadersInfo], doc = "The CPython build the module is for (gives EXT_SUFFIX)."),
+        "headers": attr.label(providers = [CPythonHeadersInfo], doc = "The CPython build the module is for (gives EXT_SUFFIX); default: the CPython headers toolchain."),
     },
+    toolchains = [_HEADERS_TOOLCHAIN],
 )

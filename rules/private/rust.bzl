@@ -1,7 +1,7 @@
 """Implementations of the Rust rules: one rustc action per crate, run through the builder."""
 
 load("@bazel_tools//tools/cpp:toolchain_utils.bzl", "find_cpp_toolchain")
-load(":providers.bzl", "BuildScriptInfo", "RustCrateInfo", "RustToolchainInfo")
+load(":providers.bzl", "BuildScriptInfo", "RUST_TOOLCHAIN_TYPE", "RustCrateInfo")
 
 _RUSTC_ENV = {
     # The only environment rustc actions get: a fixed PATH for the system
@@ -74,7 +74,7 @@ def _manifest_dir(ctx, root):
 
 def rust_compile(ctx, crate_type, crate_name = None, out = None, extra_inputs = []):
     """Registers the rustc action of this target; returns (output File, RustCrateInfo)."""
-    tc = ctx.attr._rust_toolchain[RustToolchainInfo]
+    tc = ctx.toolchains[RUST_TOOLCHAIN_TYPE].rust
     crate_name = crate_name or _crate_name(ctx)
     root = _crate_root(ctx)
     out = out or ctx.actions.declare_file(_output_name(ctx, crate_name, crate_type))
@@ -205,7 +205,6 @@ _COMMON_ATTRS = {
     "opt_level": attr.string(doc = "rustc -C opt-level; default 1, or 3 with -c opt."),
     "data": attr.label_list(allow_files = True, doc = "Runtime files."),
     "_builder": attr.label(default = "//rules/builder", executable = True, cfg = "exec"),
-    "_rust_toolchain": attr.label(default = "//toolchains/rust:toolchain", providers = [RustToolchainInfo]),
     "_cc_toolchain": attr.label(default = "@bazel_tools//tools/cpp:current_cc_toolchain"),
 }
 
@@ -220,7 +219,7 @@ def rust_rule(crate_type, doc, executable = False, test = False, extra_attrs = {
         executable = executable,
         test = test,
         fragments = ["cpp"],
-        toolchains = ["@bazel_tools//tools/cpp:toolchain_type"],
+        toolchains = [RUST_TOOLCHAIN_TYPE, "@bazel_tools//tools/cpp:toolchain_type"],
     )
 
 rust_library = rust_rule("rlib", "A Rust library crate (rlib).")

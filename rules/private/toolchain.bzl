@@ -1,10 +1,10 @@
 """Rules that describe toolchains and headers (instantiated by the toolchain repositories)."""
 
-load(":providers.bzl", "BindgenToolchainInfo", "CPythonHeadersInfo", "RustToolchainInfo")
+load(":providers.bzl", "BindgenToolchainInfo", "CPYTHON_HEADERS_TOOLCHAIN_TYPE", "CPythonHeadersInfo", "RustToolchainInfo")
 
 def _rust_toolchain_impl(ctx):
     rustc = ctx.file.rustc
-    return [RustToolchainInfo(
+    info = RustToolchainInfo(
         rustc = rustc,
         rustfmt = ctx.file.rustfmt,
         sysroot = rustc.dirname.rsplit("/", 1)[0],
@@ -12,7 +12,8 @@ def _rust_toolchain_impl(ctx):
         version = ctx.attr.version,
         host_triple = ctx.attr.host_triple,
         target_triple = ctx.attr.target_triple,
-    )]
+    )
+    return [info, platform_common.ToolchainInfo(rust = info)]
 
 rust_toolchain = rule(
     implementation = _rust_toolchain_impl,
@@ -30,14 +31,15 @@ rust_toolchain = rule(
 )
 
 def _bindgen_toolchain_impl(ctx):
-    return [BindgenToolchainInfo(
+    info = BindgenToolchainInfo(
         bindgen = ctx.file.bindgen,
         libclang = ctx.file.libclang,
         clang_headers = depset(ctx.files.clang_headers),
         clang_include_dir = ctx.label.workspace_root + "/" + ctx.attr.clang_include_dir if ctx.label.workspace_root else ctx.attr.clang_include_dir,
         version = ctx.attr.version,
         clang_version = ctx.attr.clang_version,
-    )]
+    )
+    return [info, platform_common.ToolchainInfo(bindgen = info)]
 
 bindgen_toolchain = rule(
     implementation = _bindgen_toolchain_impl,
@@ -57,17 +59,15 @@ def _pkg_path(ctx, rel):
     return "/".join(parts)
 
 def _cpython_headers_impl(ctx):
-    return [
-        CPythonHeadersInfo(
+    info = CPythonHeadersInfo(
             hdrs = depset(ctx.files.hdrs),
             include_dir = _pkg_path(ctx, ctx.attr.include_dir),
             system_hdrs = depset(ctx.files.system_hdrs),
             system_include_dirs = [_pkg_path(ctx, d) for d in ctx.attr.system_include_dirs],
             ext_suffix = ctx.attr.ext_suffix,
-            defines = ctx.attr.defines,
-        ),
-        ctx.attr.cc[CcInfo],
-    ]
+        defines = ctx.attr.defines,
+    )
+    return [info, ctx.attr.cc[CcInfo], platform_common.ToolchainInfo(headers = info, cc = ctx.attr.cc[CcInfo])]
 
 cpython_headers = rule(
     implementation = _cpython_headers_impl,
@@ -81,4 +81,14 @@ cpython_headers = rule(
         "defines": attr.string_list(doc = "Defines this build needs everywhere (Py_GIL_DISABLED, Py_DEBUG, ...)."),
         "cc": attr.label(mandatory = True, providers = [CcInfo], doc = "A cc_library exporting the same headers for C compiles."),
     },
+)
+
+def _current_cpython_headers_impl(ctx):
+    tc = ctx.toolchains[CPYTHON_HEADERS_TOOLCHAIN_TYPE]
+    return [tc.headers, tc.cc]
+
+current_cpython_headers = rule(
+    implementation = _current_cpython_headers_impl,
+    doc = "The CPython headers toolchain resolved for the target platform, as a headers target (CPythonHeadersInfo and CcInfo).",
+    toolchains = [CPYTHON_HEADERS_TOOLCHAIN_TYPE],
 )

@@ -53,7 +53,19 @@ bindgen_toolchain(
     version = "{version}",
     clang_version = "{clang}",
 )
-""".format(version = version, clang = resource.basename, lib = lib.basename))
+
+# Runs on this machine's kind of platform; binds for any target.
+toolchain(
+    name = "bindgen",
+    exec_compatible_with = ["@platforms//os:linux", "@platforms//cpu:{cpu}"],
+    toolchain = ":toolchain",
+    toolchain_type = "@ferrule//toolchains/bindgen:toolchain_type",
+)
+""".format(cpu = _host_cpu(rctx), version = version, clang = resource.basename, lib = lib.basename))
+
+def _host_cpu(rctx):
+    arch = rctx.os.arch
+    return {"amd64": "x86_64", "x86_64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}.get(arch, arch)
 
 ferrule_bindgen_repository = repository_rule(
     implementation = _bindgen_repository_impl,

@@ -79,7 +79,15 @@ cpython_headers(
     ext_suffix = "{ext}",
     cc = ":cc_headers",
 )
-""".format(inc = inc_name, python = python, soabi = soabi, ext = ext_suffix, multiarch = multiarch))
+
+# The default headers for targets of this machine's kind of platform.
+toolchain(
+    name = "headers_toolchain",
+    target_compatible_with = ["@platforms//os:linux", "@platforms//cpu:{cpu}"],
+    toolchain = ":headers",
+    toolchain_type = "@ferrule//toolchains/python:headers_toolchain_type",
+)
+""".format(cpu = {"amd64": "x86_64", "x86_64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}.get(rctx.os.arch, rctx.os.arch), inc = inc_name, python = python, soabi = soabi, ext = ext_suffix, multiarch = multiarch))
 
 ferrule_python_headers = repository_rule(
     implementation = _python_headers_impl,

@@ -51,11 +51,15 @@ def _rust_repository_impl(rctx):
     for child in sysroot.get_child("lib").readdir():
         if child.basename.endswith(".so") or ".so." in child.basename:
             rctx.symlink(child, "lib/" + child.basename)
-    for triple in ([host] if host == target else [host, target]):
-        d = sysroot.get_child("lib").get_child("rustlib").get_child(triple)
-        if not d.exists:
-            fail("ferrule_rust_repository: the standard library for {} is not installed in {} (rustup target add {})".format(triple, sysroot, triple))
-        rctx.symlink(d, "lib/rustlib/" + triple)
+    rustlib = sysroot.get_child("lib").get_child("rustlib")
+    for triple in [host, target]:
+        if not rustlib.get_child(triple).exists:
+            fail("ferrule_rust_repository: the standard library for {} is not installed in {} (Debian: libstd-rust-dev for that architecture)".format(triple, sysroot))
+
+    # Every installed standard library is a target this rustc can build for.
+    triples = sorted([d.basename for d in rustlib.readdir() if d.get_child("lib").exists and _cpu(d.basename)])
+    for triple in triples:
+        rctx.symlink(rustlib.get_child(triple), "lib/rustlib/" + triple)
     rctx.file("WORKSPACE", 'workspace(name = "{}")\n'.format(rctx.name))
     rctx.file("version.bzl", 'RUSTC_VERSION = "{}"\nRUSTC_COMMIT = "{}"\nHOST = "{}"\nTARGET = "{}"\n'.format(
         release,
@@ -63,24 +67,55 @@ def _rust_repository_impl(rctx):
         host,
         target,
     ))
-    rctx.file("BUILD.bazel", """\
-load("@ferrule//rules/private:toolchain.bzl", "rust_toolchain")
-
-package(default_visibility = ["//visibility:public"])
-
-# rustc {release} ({commit}), host {host}, target {target}.
+    build = [
+        'load("@ferrule//rules/private:toolchain.bzl", "rust_toolchain")',
+        "",
+        'package(default_visibility = ["//visibility:public"])',
+        "",
+        "# rustc {} ({}) on {}: one toolchain per installed standard library.".format(release, info.get("commit-hash", "unknown"), host),
+    ]
+    for triple in triples:
+        build.append("""
 rust_toolchain(
-    name = "toolchain",
+    name = "rust_{triple}",
     rustc = "bin/rustc",
     rustfmt = {rustfmt},
     rustc_lib = glob(["lib/*.so", "lib/*.so.*"]),
     host_files = glob(["lib/rustlib/{host}/**"]),
-    target_files = glob(["lib/rustlib/{target}/**"]),
+    target_files = glob(["lib/rustlib/{triple}/**"]),
     version = "{release}",
     host_triple = "{host}",
-    target_triple = "{target}",
+    target_triple = "{triple}",
 )
-""".format(rustfmt = '"bin/rustfmt"' if rustfmt.exists else "None", release = release, commit = info.get("commit-hash", "unknown"), host = host, target = target))
+
+toolchain(
+    name = "{triple}",
+    exec_compatible_with = {exec_constraints},
+    target_compatible_with = {target_constraints},
+    toolchain = ":rust_{triple}",
+    toolchain_type = "@ferrule//toolchains/rust:toolchain_type",
+)
+""".format(
+            triple = triple,
+            host = host,
+            release = release,
+            rustfmt = '"bin/rustfmt"' if rustfmt.exists else "None",
+            exec_constraints = repr(_constraints(host)),
+            target_constraints = repr(_constraints(triple)),
+        ))
+    build.append('alias(name = "toolchain", actual = ":rust_{}")'.format(target))
+    rctx.file("BUILD.bazel", "\n".join(build) + "\n")
+
+_CPUS = {"x86_64": "x86_64", "aarch64": "aarch64", "i686": "x86_32", "armv7": "armv7", "riscv64gc": "riscv64", "s390x": "s390x", "powerpc64le": "ppc64le"}
+
+def _cpu(triple):
+    return _CPUS.get(triple.split("-")[0], "")
+
+def _constraints(triple):
+    c = ["@platforms//cpu:" + _cpu(triple)]
+    if "-linux-" in triple:
+        c.append("@platforms//os:linux")
+    return c
 
 ferrule_rust_repository = repository_rule(
     implementation = _rust_repository_impl,

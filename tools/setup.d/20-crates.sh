@@ -28,7 +28,8 @@ if [ "$have_all" = 1 ]; then
   say "all crates pinned by Cargo.lock are already in $vendor"
 else
   say "cargo vendor --locked into $vendor"
-  cargo vendor --locked --versioned-dirs --manifest-path "$manifest" "$vendor" >/dev/null
+  # The root's cargo: the same on every machine with this root.
+  ./tools/root.sh cargo vendor --locked --versioned-dirs --manifest-path "$manifest" "$vendor" >/dev/null
 fi
 
 say "checking the generated Bazel targets against Cargo.lock and $vendor"
