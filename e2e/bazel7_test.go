@@ -85,7 +85,7 @@ func TestLostInputsRetry(t *testing.T) {
 	ws := smallWorkspace(t, "lost-inputs")
 	s := StartServer(t)
 	b := &Bazel{Dir: ws, OutputUserRoot: sharedOutputRoot(t)}
-	t.Cleanup(func() { b.Run(t, "clean", "--expunge") })
+	t.Cleanup(func() { b.Run(t, "clean", "--expunge"); b.Shutdown(t) })
 	flags := []string{"--remote_cache=grpc://" + s.GRPC, "--remote_download_minimal"}
 	b.Run(t, append([]string{"build"}, append(flags, "//:greeting")...)...)
 
@@ -119,7 +119,7 @@ func smallWorkspace(t *testing.T, name string) string {
 	files := map[string]string{
 		"MODULE.bazel": `module(name = "` + strings.ReplaceAll(name, "-", "_") + `")` + "\n",
 		".bazelrc": "common --registry=file://" + filepath.Join(repoRoot(t), "third_party", "bazel-registry") + "\n" +
-			"common --lockfile_mode=off\n",
+			"common --lockfile_mode=off\ncommon --noenable_workspace\nbuild --nosandbox_debug\n",
 	}
 	for f, content := range files {
 		if err := os.WriteFile(filepath.Join(ws, f), []byte(content), 0o644); err != nil {

@@ -11,40 +11,6 @@ load("//toolchains/go:sdk.bzl", "ferrule_go_sdk")
 load("//toolchains/python:repository.bzl", "ferrule_python_headers")
 load("//toolchains/rust:repository.bzl", "ferrule_rust_repository")
 
-def _rules_cc_impl(rctx):
-    # Debian's rules_cc 0.0.4 does not load on Bazel 4.2.3, and Bazel's default
-    # WORKSPACE would download one. This minimal repository forwards the
-    # public rules to Bazel's native ones, which is what rules_cc does for
-    # these versions of Bazel anyway.
-    rctx.file("WORKSPACE", 'workspace(name = "rules_cc")\n')
-    rctx.file("BUILD.bazel", "")
-    rctx.file("cc/BUILD.bazel", 'exports_files(["defs.bzl"])\n')
-    rules = ["cc_binary", "cc_import", "cc_library", "cc_proto_library", "cc_shared_library", "cc_test", "cc_toolchain", "cc_toolchain_suite", "fdo_prefetch_hints", "fdo_profile", "objc_import", "objc_library"]
-    lines = ['"""Minimal rules_cc provided by Ferrule: forwards to the native rules."""', ""]
-    for r in rules:
-        lines.append("def {r}(**attrs):\n    native.{r}(**attrs)\n".format(r = r))
-    rctx.file("cc/defs.bzl", "\n".join(lines))
-    rctx.file("cc/find_cc_toolchain.bzl", "\n".join([
-        '"""find_cc_toolchain for Bazel versions without the rules_cc helper."""',
-        "",
-        'CC_TOOLCHAIN_TYPE = "@bazel_tools//tools/cpp:toolchain_type"',
-        "",
-        "def find_cc_toolchain(ctx):",
-        '    return ctx.attr._cc_toolchain[cc_common.CcToolchainInfo] if hasattr(ctx.attr, "_cc_toolchain") else ctx.toolchains[CC_TOOLCHAIN_TYPE]',
-        "",
-        "def find_cpp_toolchain(ctx):",
-        "    return find_cc_toolchain(ctx)",
-        "",
-        "def use_cc_toolchain():",
-        "    return [CC_TOOLCHAIN_TYPE]",
-        "",
-        "def use_cpp_toolchain():",
-        "    return [CC_TOOLCHAIN_TYPE]",
-        "",
-    ]))
-
-_rules_cc = repository_rule(implementation = _rules_cc_impl)
-
 def _coverage_tools_impl(rctx):
     # `bazel test` always resolves @remote_coverage_tools, which Bazel would
     # download. Coverage is not part of Ferrule's offline builds, so these
@@ -79,17 +45,27 @@ _debian_repo = repository_rule(
     local = True,
 )
 
+# Bazel's support repositories from Debian's packages (in the toolchain root):
+# defined before Bazel's WORKSPACE suffix would download them.
+_DEBIAN_REPOS = [
+    ("platforms", "/usr/share/bazel/tools/platforms", "bazel-platforms"),
+    ("bazel_skylib", "/usr/share/bazel/tools/skylib", "bazel-skylib"),
+    ("rules_cc", "/usr/share/bazel/rules/cc", "bazel-rules-cc"),
+    ("rules_java", "/usr/share/bazel/rules/java", "bazel-rules-java"),
+    ("rules_python", "/usr/share/bazel/rules/python", "bazel-rules-python"),
+    ("rules_license", "/usr/share/bazel/rules/license", "bazel-rules-license"),
+    ("rules_proto", "/usr/share/bazel/rules/proto", "bazel-rules-proto"),
+]
+
 def _maybe(rule, name, **kwargs):
     if name not in native.existing_rules():
         rule(name = name, **kwargs)
 
 def ferrule_dependencies():
     """Declares every external repository Ferrule needs; all are local."""
-    _maybe(_rules_cc, "rules_cc")
     _maybe(_coverage_tools, "remote_coverage_tools")
-    _maybe(_debian_repo, "platforms", path = "/usr/share/bazel/tools/platforms", package = "bazel-platforms")
-    _maybe(_debian_repo, "bazel_skylib", path = "/usr/share/bazel/tools/skylib", package = "bazel-skylib")
-    _maybe(_debian_repo, "rules_java", path = "/usr/share/bazel/rules/java", package = "bazel-rules-java")
+    for name, path, package in _DEBIAN_REPOS:
+        _maybe(_debian_repo, name, path = path, package = package)
     _maybe(ferrule_go_sdk, "ferrule_go_sdk")
     _maybe(ferrule_rust_repository, "ferrule_rust")
     _maybe(ferrule_bindgen_repository, "ferrule_bindgen")

@@ -100,6 +100,7 @@ build_new() {
     die "step package install failed (packages of $manifest above); see $log"
   fi
   in_chroot "$tmp" apt-get clean >>"$log" 2>&1 || true
+  awk '$1 == "bazelrc" { sub(/^bazelrc /, ""); print }' "$manifest" >"$tmp/etc/bazel.bazelrc"
   in_chroot "$tmp" dpkg-query -W -f='${Package}:${Architecture} ${Version}\n' >"$tmp/etc/ferrule-root/installed.txt"
   cp "$manifest" "$tmp/etc/ferrule-root/manifest.txt"
   # Written last: only a complete root carries its digest.

@@ -119,14 +119,18 @@ func launchInRoot(specJSON string) error {
 	}{
 		{"make mounts private", func() error { return syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, "") }},
 		{"bind the root", func() error { return syscall.Mount(r, r, "", syscall.MS_BIND|syscall.MS_REC, "") }},
-		{"mount /tmp", func() error { return syscall.Mount("tmpfs", filepath.Join(r, "tmp"), "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, "mode=1777") }},
+		{"mount /tmp", func() error {
+			return syscall.Mount("tmpfs", filepath.Join(r, "tmp"), "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, "mode=1777")
+		}},
 		{"bind the input root", func() error {
 			if err := os.MkdirAll(filepath.Join(r, execMount), 0o755); err != nil {
 				return err
 			}
 			return syscall.Mount(spec.InputRoot, filepath.Join(r, execMount), "", syscall.MS_BIND|syscall.MS_REC, "")
 		}},
-		{"bind /dev", func() error { return syscall.Mount("/dev", filepath.Join(r, "dev"), "", syscall.MS_BIND|syscall.MS_REC, "") }},
+		{"bind /dev", func() error {
+			return syscall.Mount("/dev", filepath.Join(r, "dev"), "", syscall.MS_BIND|syscall.MS_REC, "")
+		}},
 		{"mount /proc", func() error {
 			if spec.NewProc {
 				return syscall.Mount("proc", filepath.Join(r, "proc"), "proc", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, "")

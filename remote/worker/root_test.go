@@ -47,7 +47,7 @@ func TestActionRunsInToolchainRoot(t *testing.T) {
 	// The root's own digest file and compiler, the input through a relative
 	// path, a bare name resolved on the root's PATH, and an output.
 	cmd := &repb.Command{
-		Arguments: []string{"sh", "-c", "cat /etc/ferrule-root/digest; cat in.txt; test -x /usr/bin/bazel && echo bazel; pwd; cat in.txt > out.txt"},
+		Arguments:            []string{"sh", "-c", "cat /etc/ferrule-root/digest; cat in.txt; test -x /usr/bin/bazel && echo bazel; pwd; cat in.txt > out.txt"},
 		EnvironmentVariables: []*repb.Command_EnvironmentVariable{{Name: "PATH", Value: "/usr/bin:/bin"}},
 		OutputPaths:          []string{"out.txt"},
 	}
