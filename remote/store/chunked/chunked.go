@@ -264,6 +264,13 @@ func (s *Store) Split(ctx context.Context, k store.Key, c cdc.Chunker) (*repb.Sp
 	return &repb.SplitBlobResponse{ChunkDigests: chunks, ChunkingFunction: c.Function()}, nil
 }
 
+// Concat reads the concatenation of the CAS chunks (of blob's instance and
+// digest function) stored in st, from offset on. A chunk that is missing
+// fails the read when it is reached.
+func Concat(ctx context.Context, st store.Store, blob store.Key, chunks []*repb.Digest, offset int64) io.ReadCloser {
+	return &concat{ctx: ctx, s: st, blob: blob, chunks: chunks, skip: offset}
+}
+
 // concat reads the concatenation of chunks, skipping the first skip bytes,
 // opening one chunk at a time. A chunk that has gone missing fails the read.
 type concat struct {
