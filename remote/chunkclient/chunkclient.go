@@ -84,6 +84,15 @@ func New(ctx context.Context, conn grpc.ClientConnInterface, instance string, ne
 	return &Store{next: next, cas: repb.NewContentAddressableStorageClient(conn), local: o.Local, chunker: c, threshold: threshold, tmpDir: o.TempDir}, nil
 }
 
+// WithLocal returns a decorator like s (same server, function and
+// threshold) over another local chunk store, with its own Stats.
+func (s *Store) WithLocal(local store.Store) *Store {
+	return &Store{next: s.next, cas: s.cas, local: local, chunker: s.chunker, threshold: s.threshold, tmpDir: s.tmpDir}
+}
+
+// Chunker is the chunking function in use, with the server's parameters.
+func (s *Store) Chunker() cdc.Chunker { return s.chunker }
+
 // Function is the chunking function in use.
 func (s *Store) Function() repb.ChunkingFunction_Value { return s.chunker.Function() }
 
