@@ -5,19 +5,28 @@ import (
 	"crypto/sha256"
 	"math/rand"
 	"os"
+	"strconv"
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 )
 
 // chunkers returns both functions with the parameters Bazel uses by
-// default (and the server advertises).
+// default (and the server advertises), or with CDC_FASTCDC_AVG and
+// CDC_REPMAX_MIN (horizon 8x) when set.
 func chunkers(b *testing.B) map[string]Chunker {
-	fc, err := NewFastCDC(&repb.FastCdc2020Params{AvgChunkSizeBytes: DefaultFastCDCAvg})
+	avg, min := uint64(DefaultFastCDCAvg), uint64(DefaultRepMaxMin)
+	if v, err := strconv.ParseUint(os.Getenv("CDC_FASTCDC_AVG"), 10, 64); err == nil {
+		avg = v
+	}
+	if v, err := strconv.ParseUint(os.Getenv("CDC_REPMAX_MIN"), 10, 64); err == nil {
+		min = v
+	}
+	fc, err := NewFastCDC(&repb.FastCdc2020Params{AvgChunkSizeBytes: avg})
 	if err != nil {
 		b.Fatal(err)
 	}
-	rm, err := NewRepMax(&repb.RepMaxCdcParams{MinChunkSizeBytes: DefaultRepMaxMin, HorizonSizeBytes: DefaultRepMaxHorizon})
+	rm, err := NewRepMax(&repb.RepMaxCdcParams{MinChunkSizeBytes: min, HorizonSizeBytes: 8 * min})
 	if err != nil {
 		b.Fatal(err)
 	}
