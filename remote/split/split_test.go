@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"github.com/klauspost/compress/zstd"
 	bspb "google.golang.org/genproto/googleapis/bytestream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -25,6 +26,7 @@ import (
 	"github.com/ferrule-build/ferrule/remote/split"
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/chunked"
+	"github.com/ferrule-build/ferrule/remote/store/disk"
 	"github.com/ferrule-build/ferrule/remote/store/memory"
 )
 
@@ -169,6 +171,26 @@ func TestSpliceThenReadWhole(t *testing.T) {
 		if err != nil || !bytes.Equal(got, blob[off:]) {
 			t.Fatalf("read at %d: %d bytes, %v", off, len(got), err)
 		}
+	}
+	// A compressed read of a blob that exists only as chunks.
+	zs, err := e.bs.Read(context.Background(), &bspb.ReadRequest{ResourceName: fmt.Sprintf("compressed-blobs/zstd/%s/%d", bd.Hash, bd.SizeBytes)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var z []byte
+	for {
+		r, err := zs.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("compressed read: %v", err)
+		}
+		z = append(z, r.Data...)
+	}
+	dec, _ := zstd.NewReader(nil)
+	if got, err := dec.DecodeAll(z, nil); err != nil || !bytes.Equal(got, blob) {
+		t.Fatalf("compressed read decodes to %d bytes, %v", len(got), err)
 	}
 	br, err := e.cas.BatchReadBlobs(context.Background(), &repb.BatchReadBlobsRequest{DigestFunction: sha, Digests: []*repb.Digest{bd}})
 	if err != nil || !bytes.Equal(br.Responses[0].Data, blob) {
@@ -397,4 +419,51 @@ func TestOptionsRejected(t *testing.T) {
 			t.Errorf("options %v accepted", o)
 		}
 	}
+}
+
+// On the disk store a spliced blob survives a restart: its mapping is an
+// entry like any other.
+func TestSpliceOnDiskSurvivesReopen(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	d, err := disk.Open(disk.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := chunked.New(d)
+	parts := [][]byte{random(50<<10, 21), random(60<<10, 22)}
+	var chunks []*repb.Digest
+	for _, p := range parts {
+		c := dg(t, p)
+		if err := ch.Put(ctx, key(c), c.SizeBytes, bytes.NewReader(p)); err != nil {
+			t.Fatal(err)
+		}
+		chunks = append(chunks, c)
+	}
+	blob := bytes.Join(parts, nil)
+	bd := dg(t, blob)
+	if err := ch.Splice(ctx, key(bd), chunks, repb.ChunkingFunction_UNKNOWN); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d, err = disk.Open(disk.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	got, err := storeRead(chunked.New(d), key(bd))
+	if err != nil || !bytes.Equal(got, blob) {
+		t.Fatalf("after reopening: %d bytes, %v", len(got), err)
+	}
+}
+
+func storeRead(s store.Store, k store.Key) ([]byte, error) {
+	rc, _, err := s.Get(context.Background(), k, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
 }
