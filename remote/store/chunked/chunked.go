@@ -231,6 +231,10 @@ func (s *Store) Split(ctx context.Context, k store.Key, c cdc.Chunker) (*repb.Sp
 		return nil, err
 	}
 	if m, err := s.complete(ctx, k); err == nil {
+		// A lookup extends the blob's lifetime too, where it is stored whole.
+		if _, err := s.next.FindMissing(ctx, []store.Key{k}); err != nil {
+			return nil, err
+		}
 		return m, nil
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, err
