@@ -135,16 +135,42 @@ func (s *Store) GetCompressed(ctx context.Context, k store.Key) (io.ReadCloser, 
 }
 
 // FindMissing reports blobs missing that are neither stored nor complete as
-// chunks.
+// chunks. One extra lookup, of the missing blobs' mappings, finds those that
+// may be; only they are checked chunk by chunk.
 func (s *Store) FindMissing(ctx context.Context, keys []store.Key) ([]store.Key, error) {
 	missing, err := s.next.FindMissing(ctx, keys)
 	if err != nil || len(missing) == 0 {
 		return missing, err
 	}
-	out := missing[:0]
+	var maps []store.Key
 	for _, k := range missing {
 		if k.Kind == store.CAS {
-			if _, err := s.complete(ctx, k); err == nil {
+			if nk, err := store.CheckKey(k); err == nil {
+				maps = append(maps, mappingKey(nk))
+			}
+		}
+	}
+	if len(maps) == 0 {
+		return missing, nil
+	}
+	noMap, err := s.next.FindMissing(ctx, maps)
+	if err != nil {
+		return nil, err
+	}
+	if len(noMap) == len(maps) {
+		return missing, nil
+	}
+	mapped := make(map[store.Key]bool, len(maps)-len(noMap))
+	for _, m := range maps {
+		mapped[m] = true
+	}
+	for _, m := range noMap {
+		delete(mapped, m)
+	}
+	out := missing[:0]
+	for _, k := range missing {
+		if nk, err := store.CheckKey(k); err == nil && k.Kind == store.CAS && mapped[mappingKey(nk)] {
+			if _, err := s.complete(ctx, nk); err == nil {
 				continue
 			} else if !errors.Is(err, store.ErrNotFound) {
 				return nil, err
