@@ -27,7 +27,7 @@ import (
 
 func serve(t *testing.T, chunking bool) *grpc.ClientConn {
 	t.Helper()
-	ch := chunked.New(memory.New(0))
+	ch := chunked.New(memory.New(0), chunked.Options{})
 	c := cas.New(ch, cas.Options{})
 	lis := bufconn.Listen(1 << 20)
 	g := grpc.NewServer()

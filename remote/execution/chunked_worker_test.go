@@ -31,7 +31,7 @@ import (
 func TestWorkerMovesLargeFilesByChunks(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	ch := chunked.New(memory.New(1 << 30))
+	ch := chunked.New(memory.New(1<<30), chunked.Options{})
 	svc := New(ch, Options{Logger: quietLogger()})
 	g := grpc.NewServer()
 	svc.Register(g)

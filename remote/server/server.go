@@ -133,7 +133,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), started: time.Now()}
-	chunks := chunked.New(cfg.Store)
+	chunks := chunked.New(cfg.Store, chunked.Options{})
 	var st store.Store = chunks
 	if cfg.ACCacheBytes >= 0 {
 		if cfg.ACCacheBytes == 0 {

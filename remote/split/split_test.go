@@ -43,7 +43,7 @@ type env struct {
 func setup(t *testing.T, memBytes int64) *env {
 	t.Helper()
 	mem := memory.New(memBytes)
-	ch := chunked.New(mem)
+	ch := chunked.New(mem, chunked.Options{WholeBelow: -1})
 	c := cas.New(ch, cas.Options{})
 	sp, err := split.New(c, ch, split.Options{
 		FastCDC: &repb.FastCdc2020Params{AvgChunkSizeBytes: 16 << 10},
@@ -408,7 +408,7 @@ func TestCapabilities(t *testing.T) {
 }
 
 func TestOptionsRejected(t *testing.T) {
-	ch := chunked.New(memory.New(1 << 20))
+	ch := chunked.New(memory.New(1<<20), chunked.Options{})
 	c := cas.New(ch, cas.Options{})
 	for _, o := range []split.Options{
 		{FastCDC: &repb.FastCdc2020Params{AvgChunkSizeBytes: 1000}},
@@ -430,7 +430,7 @@ func TestSpliceOnDiskSurvivesReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch := chunked.New(d)
+	ch := chunked.New(d, chunked.Options{WholeBelow: -1})
 	parts := [][]byte{random(50<<10, 21), random(60<<10, 22)}
 	var chunks []*repb.Digest
 	for _, p := range parts {
@@ -453,7 +453,7 @@ func TestSpliceOnDiskSurvivesReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	got, err := storeRead(chunked.New(d), key(bd))
+	got, err := storeRead(chunked.New(d, chunked.Options{WholeBelow: -1}), key(bd))
 	if err != nil || !bytes.Equal(got, blob) {
 		t.Fatalf("after reopening: %d bytes, %v", len(got), err)
 	}
@@ -466,4 +466,40 @@ func storeRead(s store.Store, k store.Key) ([]byte, error) {
 	}
 	defer rc.Close()
 	return io.ReadAll(rc)
+}
+
+// Below WholeBelow a splice stores the concatenation whole: no mapping, and
+// the blob outlives its chunks.
+func TestSmallSpliceStoredWhole(t *testing.T) {
+	ctx := context.Background()
+	mem := memory.New(0)
+	ch := chunked.New(mem, chunked.Options{WholeBelow: 1 << 20})
+	a, b := random(3000, 31), random(4000, 32)
+	var chunks []*repb.Digest
+	for _, p := range [][]byte{a, b} {
+		c := dg(t, p)
+		if err := ch.Put(ctx, key(c), c.SizeBytes, bytes.NewReader(p)); err != nil {
+			t.Fatal(err)
+		}
+		chunks = append(chunks, c)
+	}
+	blob := append(append([]byte{}, a...), b...)
+	bd := dg(t, blob)
+	wrong := dg(t, append(append([]byte{}, b...), a...))
+	if err := ch.Splice(ctx, key(wrong), chunks, repb.ChunkingFunction_UNKNOWN); err == nil {
+		t.Fatal("mismatching small splice accepted")
+	}
+	if m, _ := mem.FindMissing(ctx, []store.Key{key(wrong)}); len(m) != 1 {
+		t.Fatal("mismatching small splice stored something")
+	}
+	if err := ch.Splice(ctx, key(bd), chunks, repb.ChunkingFunction_UNKNOWN); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.Mapping(ctx, key(bd)); err == nil {
+		t.Error("a small splice recorded a mapping")
+	}
+	got, err := storeRead(mem, key(bd))
+	if err != nil || !bytes.Equal(got, blob) {
+		t.Fatalf("the wrapped store holds %d bytes, %v", len(got), err)
+	}
 }

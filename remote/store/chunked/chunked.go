@@ -2,7 +2,9 @@
 // can exist as a recorded chunk mapping over chunks that are ordinary CAS
 // entries of the same store, sharing its eviction. Such a blob reads whole
 // (Get, FindMissing) while every chunk is present and is missing as soon as
-// one is not: it is never served partially.
+// one is not: it is never served partially. Spliced blobs under
+// Options.WholeBelow are stored whole instead, so that only lookups of large
+// blobs ever look for a mapping.
 //
 // Mappings live in the wrapped store as entries of the action cache key
 // space under a reserved instance name (a control character no client can
@@ -29,6 +31,18 @@ import (
 // MaxChunks bounds one mapping (about 20 MB of digests).
 const MaxChunks = 1 << 18
 
+// DefaultWholeBelow is the default of Options.WholeBelow.
+const DefaultWholeBelow = 1 << 20
+
+// Options configure New.
+type Options struct {
+	// WholeBelow is the size under which a spliced blob is stored whole (the
+	// concatenation of its chunks) rather than as a mapping, so that lookups
+	// of the many small blobs of a build never look for a mapping. 0 means
+	// DefaultWholeBelow; negative means every spliced blob is a mapping.
+	WholeBelow int64
+}
+
 // mappingNS prefixes the instance name of mapping entries.
 const mappingNS = "\x00chunk-mapping\x00"
 
@@ -42,11 +56,20 @@ var ErrBadSplice = errors.New("invalid chunk list")
 
 // Store is the decorator. Its zero value is not usable; see New.
 type Store struct {
-	next store.Store
+	next       store.Store
+	wholeBelow int64
 }
 
 // New wraps next.
-func New(next store.Store) *Store { return &Store{next: next} }
+func New(next store.Store, o Options) *Store {
+	switch {
+	case o.WholeBelow == 0:
+		o.WholeBelow = DefaultWholeBelow
+	case o.WholeBelow < 0:
+		o.WholeBelow = 0
+	}
+	return &Store{next: next, wholeBelow: o.WholeBelow}
+}
 
 // Unwrap returns the wrapped store.
 func (s *Store) Unwrap() store.Store { return s.next }
@@ -109,7 +132,7 @@ func (s *Store) complete(ctx context.Context, k store.Key) (*repb.SplitBlobRespo
 // Get reads a stored blob or, failing that, the concatenation of its chunks.
 func (s *Store) Get(ctx context.Context, k store.Key, offset int64) (io.ReadCloser, int64, error) {
 	rc, size, err := s.next.Get(ctx, k, offset)
-	if k.Kind != store.CAS || !errors.Is(err, store.ErrNotFound) {
+	if k.Kind != store.CAS || k.Size < s.wholeBelow || !errors.Is(err, store.ErrNotFound) {
 		return rc, size, err
 	}
 	m, merr := s.complete(ctx, k)
@@ -126,7 +149,7 @@ func (s *Store) Get(ctx context.Context, k store.Key, offset int64) (io.ReadClos
 // chunks is ErrNotCompressed, so callers fall back to Get.
 func (s *Store) GetCompressed(ctx context.Context, k store.Key) (io.ReadCloser, int64, error) {
 	rc, size, err := store.GetCompressed(ctx, s.next, k)
-	if k.Kind == store.CAS && errors.Is(err, store.ErrNotFound) {
+	if k.Kind == store.CAS && k.Size >= s.wholeBelow && errors.Is(err, store.ErrNotFound) {
 		if _, merr := s.complete(ctx, k); merr == nil {
 			return nil, 0, store.ErrNotCompressed
 		}
@@ -144,7 +167,7 @@ func (s *Store) FindMissing(ctx context.Context, keys []store.Key) ([]store.Key,
 	}
 	var maps []store.Key
 	for _, k := range missing {
-		if k.Kind == store.CAS {
+		if k.Kind == store.CAS && k.Size >= s.wholeBelow {
 			if nk, err := store.CheckKey(k); err == nil {
 				maps = append(maps, mappingKey(nk))
 			}
@@ -188,7 +211,7 @@ func (s *Store) Put(ctx context.Context, k store.Key, size int64, r io.Reader) e
 
 // Splice records that the CAS blob k is the concatenation of chunks, after
 // checking that every chunk is stored and that the concatenation hashes to
-// k. On any failure nothing is recorded: a missing chunk is ErrChunkMissing
+// k (a blob under Options.WholeBelow is stored whole instead). On any failure nothing is recorded: a missing chunk is ErrChunkMissing
 // (naming it), a mismatch store.ErrDigestMismatch, a list that cannot
 // describe k ErrBadSplice.
 func (s *Store) Splice(ctx context.Context, k store.Key, chunks []*repb.Digest, fn repb.ChunkingFunction_Value) error {
@@ -225,11 +248,18 @@ func (s *Store) Splice(ctx context.Context, k store.Key, chunks []*repb.Digest, 
 	if len(missing) > 0 {
 		return fmt.Errorf("%w: %d of %d chunks, the first %s/%d", ErrChunkMissing, len(missing), len(keys), missing[0].Hash, missing[0].Size)
 	}
+	r := &concat{ctx: ctx, s: s.next, blob: k, chunks: chunks}
+	if k.Size < s.wholeBelow {
+		// Verifying stores nothing unless the bytes match k.
+		if err := store.Verifying(s.next).Put(ctx, k, k.Size, r); err != nil {
+			return fmt.Errorf("the chunks do not concatenate to %s/%d: %w", k.Hash, k.Size, err)
+		}
+		return nil
+	}
 	h, err := digest.New(k.Function)
 	if err != nil {
 		return err
 	}
-	r := &concat{ctx: ctx, s: s.next, blob: k, chunks: chunks}
 	n, err := io.Copy(h, r)
 	if err != nil {
 		return err

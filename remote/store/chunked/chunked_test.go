@@ -12,5 +12,5 @@ import (
 // The decorator passes every store behaviour through unchanged; its own
 // behaviour is tested through the service in remote/split.
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store { return chunked.New(memory.New(0)) })
+	storetest.Run(t, func(t *testing.T) store.Store { return chunked.New(memory.New(0), chunked.Options{}) })
 }
