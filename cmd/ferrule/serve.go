@@ -8,16 +8,20 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
 
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"gopkg.in/yaml.v3"
 
 	"github.com/ferrule-build/ferrule/remote/cas"
+	"github.com/ferrule-build/ferrule/remote/cdc"
 	"github.com/ferrule-build/ferrule/remote/server"
+	"github.com/ferrule-build/ferrule/remote/split"
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/disk"
 	"github.com/ferrule-build/ferrule/remote/store/memory"
@@ -39,6 +43,10 @@ type serveConfig struct {
 	Reflection        bool          `yaml:"grpc_reflection"`
 	LogLevel          string        `yaml:"log_level"`
 	UploadIdleTimeout time.Duration `yaml:"upload_idle_timeout"`
+	FastCDCAvg        uint64        `yaml:"fastcdc_avg_chunk_size"`
+	FastCDCSeed       uint          `yaml:"fastcdc_seed"`
+	RepMaxMin         uint64        `yaml:"repmaxcdc_min_chunk_size"`
+	RepMaxHorizon     uint64        `yaml:"repmaxcdc_horizon_size"`
 }
 
 // defaultStorageMode is the default of --storage_mode (see
@@ -66,6 +74,9 @@ func defaultServeConfig() serveConfig {
 		MaxBatchBytes:     cas.DefaultMaxBatchBytes,
 		LogLevel:          "info",
 		UploadIdleTimeout: time.Minute,
+		FastCDCAvg:        cdc.DefaultFastCDCAvg,
+		RepMaxMin:         cdc.DefaultRepMaxMin,
+		RepMaxHorizon:     cdc.DefaultRepMaxHorizon,
 	}
 }
 
@@ -106,6 +117,10 @@ func bindServeFlags(fs *flag.FlagSet, c *serveConfig, configFile *string) {
 	fs.BoolVar(&c.Reflection, "grpc_reflection", c.Reflection, "register the gRPC reflection service")
 	fs.StringVar(&c.LogLevel, "log_level", c.LogLevel, "log level: debug, info, warn or error")
 	fs.DurationVar(&c.UploadIdleTimeout, "upload_idle_timeout", c.UploadIdleTimeout, "how long an interrupted ByteStream upload waits to be resumed")
+	fs.Uint64Var(&c.FastCDCAvg, "fastcdc_avg_chunk_size", c.FastCDCAvg, "split/splice: FastCDC 2020 average chunk size advertised (a power of two, 1 KiB to 8 MiB; Bazel's default 512 KiB)")
+	fs.UintVar(&c.FastCDCSeed, "fastcdc_seed", c.FastCDCSeed, "split/splice: FastCDC 2020 seed advertised")
+	fs.Uint64Var(&c.RepMaxMin, "repmaxcdc_min_chunk_size", c.RepMaxMin, "split/splice: RepMaxCDC minimum chunk size advertised (64 bytes to 64 MiB)")
+	fs.Uint64Var(&c.RepMaxHorizon, "repmaxcdc_horizon_size", c.RepMaxHorizon, "split/splice: RepMaxCDC horizon advertised (at most 256 MiB)")
 }
 
 // loadServeConfig applies defaults, the config file and the flags in args.
@@ -165,6 +180,15 @@ func (c serveConfig) check() error {
 	}
 	if _, err := logLevel(c.LogLevel); err != nil {
 		return usagef("%v", err)
+	}
+	if c.FastCDCSeed > math.MaxUint32 {
+		return usagef("--fastcdc_seed %d is over 32 bits", c.FastCDCSeed)
+	}
+	if err := cdc.CheckFastCDC(&repb.FastCdc2020Params{AvgChunkSizeBytes: c.FastCDCAvg}); err != nil {
+		return usagef("--fastcdc_avg_chunk_size: %v", err)
+	}
+	if err := cdc.CheckRepMax(&repb.RepMaxCdcParams{MinChunkSizeBytes: c.RepMaxMin, HorizonSizeBytes: c.RepMaxHorizon}); err != nil {
+		return usagef("--repmaxcdc_min_chunk_size/--repmaxcdc_horizon_size: %v", err)
 	}
 	switch c.StorageMode {
 	case "zstd", "uncompressed":
@@ -236,8 +260,12 @@ func runServe(ctx context.Context, c serveConfig, out io.Writer) error {
 		ReadOnly:          c.ReadOnly,
 		Reflection:        c.Reflection,
 		UploadIdleTimeout: c.UploadIdleTimeout,
-		Version:           version,
-		Logger:            log,
+		Chunking: split.Options{
+			FastCDC: &repb.FastCdc2020Params{AvgChunkSizeBytes: c.FastCDCAvg, Seed: uint32(c.FastCDCSeed)},
+			RepMax:  &repb.RepMaxCdcParams{MinChunkSizeBytes: c.RepMaxMin, HorizonSizeBytes: c.RepMaxHorizon},
+		},
+		Version: version,
+		Logger:  log,
 	})
 	if err != nil {
 		return err

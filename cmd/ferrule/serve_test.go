@@ -56,12 +56,12 @@ func TestServeDefaults(t *testing.T) {
 func TestServeConfigFileAndFlags(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "ferrule.yaml")
-	os.WriteFile(file, []byte("dir: /from/file\nmax_size: 3\ngrpc_address: 127.0.0.1:1111\nupload_idle_timeout: 5s\n"), 0o644)
+	os.WriteFile(file, []byte("dir: /from/file\nmax_size: 3\ngrpc_address: 127.0.0.1:1111\nupload_idle_timeout: 5s\nfastcdc_avg_chunk_size: 65536\n"), 0o644)
 	c, err := loadForTest(t, "--config_file", file, "--grpc_address", "127.0.0.1:2222")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Dir != "/from/file" || c.MaxSize != 3 || c.UploadIdleTimeout != 5*time.Second {
+	if c.Dir != "/from/file" || c.MaxSize != 3 || c.UploadIdleTimeout != 5*time.Second || c.FastCDCAvg != 65536 {
 		t.Errorf("file settings not applied: %+v", c)
 	}
 	if c.GRPCAddress != "127.0.0.1:2222" {
@@ -86,6 +86,11 @@ func TestServeBadFlags(t *testing.T) {
 		{"--max_batch_total_size_bytes", "0"},
 		{"--grpc_address", ""},
 		{"--dir", ""},
+		{"--fastcdc_avg_chunk_size", "3000"},
+		{"--fastcdc_avg_chunk_size", "512"},
+		{"--fastcdc_seed", "4294967296"},
+		{"--repmaxcdc_min_chunk_size", "63"},
+		{"--repmaxcdc_horizon_size", "1073741824"},
 		{"extra"},
 	} {
 		if _, err := loadForTest(t, args...); err == nil {

@@ -13,6 +13,9 @@ import (
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"github.com/ferrule-build/ferrule/remote/chunkclient"
+	"github.com/ferrule-build/ferrule/remote/store"
+	"github.com/ferrule-build/ferrule/remote/store/disk"
 	"github.com/ferrule-build/ferrule/remote/worker"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -54,6 +57,8 @@ func runWorkerCommand(fs *flag.FlagSet, args []string) error {
 	id := fs.String("id", "", "worker name in logs and action metadata (default HOST/PID)")
 	concurrency := fs.Int("concurrency", 1, "actions run at the same time")
 	cacheGiB := fs.Int64("cache_size", 10, "local file cache bound in GiB")
+	chunking := fs.Bool("chunking", true, "move large inputs and outputs by content-defined chunks when the CAS supports split and splice")
+	chunkGiB := fs.Int64("chunk_cache_size", 2, "local chunk store bound in GiB (with --chunking)")
 	noNS := fs.Bool("no_namespaces", false, "run actions without mount/pid/network namespaces")
 	root := fs.String("root", "", "toolchain root (tools/root.sh --path) to run every action in; its digest is offered as platform property "+worker.RootPlatformProperty)
 	logLevel := fs.String("log_level", "info", "log level: debug, info, warn or error")
@@ -102,8 +107,14 @@ func runWorkerCommand(fs *flag.FlagSet, args []string) error {
 		}
 		defer casConn.Close()
 	}
+	var cas store.Store = worker.NewRemoteStore(casConn)
+	if *chunking {
+		if cas, err = chunkedCAS(ctx, casConn, cas, filepath.Join(*dir, "chunks"), *chunkGiB<<30, log); err != nil {
+			return err
+		}
+	}
 	r, err := worker.New(worker.Options{
-		ID: *id, Dir: *dir, Store: worker.NewRemoteStore(casConn),
+		ID: *id, Dir: *dir, Store: cas,
 		CacheMaxBytes: *cacheGiB << 30, NoNamespaces: *noNS, Root: *root, Logger: log,
 	})
 	if err != nil {
@@ -146,4 +157,27 @@ func workerPlatform(extra platformFlag) []*repb.Platform_Property {
 		}
 	}
 	return append(out, extra...)
+}
+
+// chunkedCAS wraps cas in the chunking client if the server offers split
+// and splice, with a disk chunk store in dir (emptied first).
+func chunkedCAS(ctx context.Context, conn grpc.ClientConnInterface, cas store.Store, dir string, maxBytes int64, log *slog.Logger) (store.Store, error) {
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, err
+	}
+	local, err := disk.Open(disk.Options{Dir: dir, MaxBytes: maxBytes})
+	if err != nil {
+		return nil, fmt.Errorf("chunk store: %w", err)
+	}
+	cc, err := chunkclient.New(ctx, conn, "", cas, chunkclient.Options{Local: store.Verifying(local)})
+	if err != nil {
+		log.Warn("moving blobs whole", "err", err)
+		return cas, nil
+	}
+	if cc == nil {
+		log.Info("the CAS does not offer split and splice: moving blobs whole")
+		return cas, nil
+	}
+	log.Info("moving large blobs by chunks", "function", cc.Function(), "above_bytes", cc.Threshold())
+	return cc, nil
 }

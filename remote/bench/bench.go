@@ -102,6 +102,8 @@ type env struct {
 	largeOnce sync.Once
 	largeErr  error
 	large     []*repb.Digest // uploaded large blobs (stream streamLargePool)
+
+	cdc cdcState // for the chunked workloads
 }
 
 // Streams separate the blobs of different purposes so that no workload
@@ -114,6 +116,7 @@ const (
 	streamZstdWrite
 	streamACOutputs
 	streamActions
+	streamCDC
 )
 
 func (e *env) close() {
@@ -165,6 +168,7 @@ func (e *env) probe(ctx context.Context) error {
 		return fmt.Errorf("the server at %s does not offer SHA256 digests (it offers %s); the benchmark uses SHA256", e.cfg.Addr, strings.Join(info.DigestFunctions, ", "))
 	}
 	info.ByteStreamZstd = slices.Contains(cc.GetSupportedCompressors(), repb.Compressor_ZSTD)
+	info.SplitSplice = cc.GetSplitBlobSupport() && cc.GetSpliceBlobSupport()
 	info.BatchZstd = slices.Contains(cc.GetSupportedBatchUpdateCompressors(), repb.Compressor_ZSTD)
 	if ac := cc.GetActionCacheUpdateCapabilities(); ac != nil {
 		info.ACUpdateEnabled = ac.GetUpdateEnabled()
@@ -201,11 +205,12 @@ type opFunc func(ctx context.Context, w *worker, seq int64) (opResult, error)
 
 // worker holds one goroutine's clients and scratch state.
 type worker struct {
-	id  int
-	cas repb.ContentAddressableStorageClient
-	ac  repb.ActionCacheClient
-	bs  bspb.ByteStreamClient
-	rng *rand.Rand
+	id   int
+	conn *grpc.ClientConn
+	cas  repb.ContentAddressableStorageClient
+	ac   repb.ActionCacheClient
+	bs   bspb.ByteStreamClient
+	rng  *rand.Rand
 
 	enc *zstd.Encoder
 	dec *zstd.Decoder
@@ -217,11 +222,12 @@ type worker struct {
 func (e *env) newWorker(id int, workload int) *worker {
 	cc := e.conns[id%len(e.conns)]
 	return &worker{
-		id:  id,
-		cas: repb.NewContentAddressableStorageClient(cc),
-		ac:  repb.NewActionCacheClient(cc),
-		bs:  bspb.NewByteStreamClient(cc),
-		rng: rand.New(rand.NewPCG(e.cfg.Seed+uint64(workload), uint64(id))),
+		id:   id,
+		conn: cc,
+		cas:  repb.NewContentAddressableStorageClient(cc),
+		ac:   repb.NewActionCacheClient(cc),
+		bs:   bspb.NewByteStreamClient(cc),
+		rng:  rand.New(rand.NewPCG(e.cfg.Seed+uint64(workload), uint64(id))),
 	}
 }
 

@@ -80,14 +80,20 @@ func TestRunAgainstFerruleServer(t *testing.T) {
 	})
 	cfg := tiny()
 	cfg.Addr = srv.GRPCAddr().String()
+	// The chunked workloads have a test of their own.
+	for _, w := range bench.AllWorkloads {
+		if w != bench.ChunkedWrite && w != bench.ChunkedRead {
+			cfg.Workloads = append(cfg.Workloads, w)
+		}
+	}
 
 	var progress bytes.Buffer
 	rep, err := bench.Run(context.Background(), cfg, &progress)
 	if err != nil {
 		t.Fatalf("Run: %v\n%s", err, progress.String())
 	}
-	if len(rep.Workloads) != len(bench.AllWorkloads) {
-		t.Fatalf("got %d workload results, want %d", len(rep.Workloads), len(bench.AllWorkloads))
+	if len(rep.Workloads) != len(cfg.Workloads) {
+		t.Fatalf("got %d workload results, want %d", len(rep.Workloads), len(cfg.Workloads))
 	}
 	if !rep.Server.ByteStreamZstd {
 		t.Error("Ferrule's capabilities were not read as offering zstd")
@@ -252,5 +258,44 @@ func TestRunCancelled(t *testing.T) {
 	}))
 	if err == nil {
 		t.Error("Run with a cancelled context succeeded")
+	}
+}
+
+// The chunked workloads move only the chunks around each edit.
+func TestChunkedWorkloads(t *testing.T) {
+	srv, err := server.New(server.Config{
+		GRPCAddress: "127.0.0.1:0",
+		Store:       memory.New(0),
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	cfg := tiny()
+	cfg.Addr = srv.GRPCAddr().String()
+	cfg.Workloads = []string{bench.ChunkedWrite, bench.ChunkedRead}
+	var progress bytes.Buffer
+	rep, err := bench.Run(context.Background(), cfg, &progress)
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, progress.String())
+	}
+	if !rep.Server.SplitSplice {
+		t.Error("Ferrule's capabilities were not read as offering split and splice")
+	}
+	for _, w := range rep.Workloads {
+		if w.Status != "ok" || w.Errors != 0 || w.Ops != 12 {
+			t.Errorf("%s: status %s, %d ops, %d errors %v %s", w.Name, w.Status, w.Ops, w.Errors, w.ErrorSamples, w.Note)
+			continue
+		}
+		if w.WireBytes <= 0 || w.WireBytes > w.Bytes/4 {
+			t.Errorf("%s: %d bytes on the wire for %d bytes of blobs", w.Name, w.WireBytes, w.Bytes)
+		}
 	}
 }

@@ -17,11 +17,13 @@ const (
 	ByteStreamRead  = "bs-read"       // ByteStream Read of large blobs uploaded beforehand
 	ZstdWrite       = "bs-write-zstd" // the same through compressed-blobs/zstd
 	ZstdRead        = "bs-read-zstd"
-	ActionCacheGet  = "ac-get" // GetActionResult hits
+	ActionCacheGet  = "ac-get"    // GetActionResult hits
+	ChunkedWrite    = "cdc-write" // upload of an edited large blob by the chunks the server lacks
+	ChunkedRead     = "cdc-read"  // download of an edited large blob by the chunks the client lacks
 )
 
 // AllWorkloads lists every workload in the default order.
-var AllWorkloads = []string{FindMissing, BatchWrite, BatchRead, ByteStreamWrite, ByteStreamRead, ZstdWrite, ZstdRead, ActionCacheGet}
+var AllWorkloads = []string{FindMissing, BatchWrite, BatchRead, ByteStreamWrite, ByteStreamRead, ZstdWrite, ZstdRead, ActionCacheGet, ChunkedWrite, ChunkedRead}
 
 // Config describes one benchmark run. Start from DefaultConfig.
 type Config struct {

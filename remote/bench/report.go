@@ -36,6 +36,7 @@ type ServerInfo struct {
 	BatchZstd              bool     `json:"batch_zstd"`
 	MaxBatchTotalSizeBytes int64    `json:"max_batch_total_size_bytes"`
 	ACUpdateEnabled        bool     `json:"action_cache_update_enabled"`
+	SplitSplice            bool     `json:"split_splice"`
 }
 
 // Result is one workload's outcome.

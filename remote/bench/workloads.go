@@ -56,7 +56,7 @@ func (e *env) runWorkload(ctx context.Context, name string) Result {
 var units = map[string]string{
 	FindMissing: "digests", BatchWrite: "blobs", BatchRead: "blobs",
 	ByteStreamWrite: "blobs", ByteStreamRead: "blobs", ZstdWrite: "blobs", ZstdRead: "blobs",
-	ActionCacheGet: "results",
+	ActionCacheGet: "results", ChunkedWrite: "blobs", ChunkedRead: "blobs",
 }
 
 func (e *env) skipReason(name string) string {
@@ -68,6 +68,10 @@ func (e *env) skipReason(name string) string {
 	case BatchWrite, BatchRead:
 		if e.batchBlobs == 0 {
 			return fmt.Sprintf("a %d-byte blob does not fit the server's batch limit of %d bytes", e.cfg.SmallSize, e.server.MaxBatchTotalSizeBytes)
+		}
+	case ChunkedWrite, ChunkedRead:
+		if !e.server.SplitSplice {
+			return "the server does not advertise split and splice"
 		}
 	case FindMissing, ActionCacheGet:
 		if e.batchBlobs == 0 {
@@ -108,6 +112,10 @@ func (e *env) setup(ctx context.Context, name string) (opFunc, error) {
 		return e.bsReadOp(true), nil
 	case ActionCacheGet:
 		return e.actionCacheSetup(ctx)
+	case ChunkedWrite:
+		return e.chunkedWriteSetup(ctx)
+	case ChunkedRead:
+		return e.chunkedReadSetup(ctx)
 	}
 	return nil, fmt.Errorf("unknown workload %q", name)
 }

@@ -18,8 +18,11 @@ import (
 // LowAPI and HighAPI bound the REAPI versions served. 2.0 is what Bazel 4.x
 // speaks; up to 2.3 the changes (output_paths and output_symlinks, digest
 // functions in requests and resource names, compressed blobs, worker
-// timings) are all ones a cache stores or honours here. The chunking RPCs of
-// 2.12 and later are not implemented, so HighAPI stays at 2.3.
+// timings) are all ones a cache stores or honours here. The chunking calls
+// (SplitBlob/SpliceBlob of 2.12, GetChunkMapping/RegisterChunkMapping of
+// 2.13) are served when Options.Chunking is set and advertised by the
+// split/splice support flags, but the other changes up to 2.13 are not all
+// checked, so HighAPI stays at 2.3.
 var (
 	LowAPI  = &semver.SemVer{Major: 2, Minor: 0}
 	HighAPI = &semver.SemVer{Major: 2, Minor: 3}
@@ -31,6 +34,11 @@ type Options struct {
 	MaxBatchBytes int64
 	// UpdateEnabled says whether clients may write to the action cache.
 	UpdateEnabled bool
+	// Chunking, when set, fills in split and splice support and the
+	// chunking functions' parameters.
+	Chunking interface {
+		Capabilities(*repb.CacheCapabilities)
+	}
 }
 
 // Server is the Capabilities service. Its execution capabilities are empty
@@ -92,6 +100,9 @@ func (s *Server) GetCapabilities(ctx context.Context, req *repb.GetCapabilitiesR
 		},
 		LowApiVersion:  LowAPI,
 		HighApiVersion: HighAPI,
+	}
+	if s.opts.Chunking != nil {
+		s.opts.Chunking.Capabilities(caps.CacheCapabilities)
 	}
 	s.mu.RLock()
 	if s.exec != nil {

@@ -37,7 +37,9 @@ import (
 	"github.com/ferrule-build/ferrule/remote/capabilities"
 	"github.com/ferrule-build/ferrule/remote/cas"
 	"github.com/ferrule-build/ferrule/remote/httpcache"
+	"github.com/ferrule-build/ferrule/remote/split"
 	"github.com/ferrule-build/ferrule/remote/store"
+	"github.com/ferrule-build/ferrule/remote/store/chunked"
 )
 
 // Config configures a Server.
@@ -66,6 +68,8 @@ type Config struct {
 	// entries in front of Store (see store.ACCache); 0 means
 	// DefaultACCacheBytes, negative turns the cache off.
 	ACCacheBytes int64
+	// Chunking sets the parameters of the split and splice calls.
+	Chunking split.Options
 	// ShutdownTimeout bounds the graceful part of shutdown.
 	ShutdownTimeout time.Duration
 	// Version is reported by /status.
@@ -129,7 +133,8 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), started: time.Now()}
-	var st store.Store = cfg.Store
+	chunks := chunked.New(cfg.Store, chunked.Options{})
+	var st store.Store = chunks
 	if cfg.ACCacheBytes >= 0 {
 		if cfg.ACCacheBytes == 0 {
 			cfg.ACCacheBytes = DefaultACCacheBytes
@@ -164,8 +169,12 @@ func New(cfg Config) (*Server, error) {
 	s.CAS = cas.New(st, cas.Options{MaxBatchBytes: cfg.MaxBatchBytes, Logger: cfg.Logger})
 	s.ByteStream = bytestream.New(st, bytestream.Options{IdleTimeout: cfg.UploadIdleTimeout, Logger: cfg.Logger})
 	s.ActionCache = ac.New(st, ac.Options{ReadOnly: cfg.ReadOnly, Logger: cfg.Logger})
-	s.Capabilities = capabilities.New(capabilities.Options{MaxBatchBytes: cfg.MaxBatchBytes, UpdateEnabled: !cfg.ReadOnly})
-	s.CAS.Register(s.grpc)
+	sp, err := split.New(s.CAS, chunks, cfg.Chunking)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.Capabilities = capabilities.New(capabilities.Options{MaxBatchBytes: cfg.MaxBatchBytes, UpdateEnabled: !cfg.ReadOnly, Chunking: sp})
+	sp.Register(s.grpc)
 	s.ByteStream.Register(s.grpc)
 	s.ActionCache.Register(s.grpc)
 	s.Capabilities.Register(s.grpc)
