@@ -168,7 +168,7 @@ func Events(b Build) []*bep.BuildEvent {
 		Id: id(&bep.BuildEventId_BuildToolLogs{BuildToolLogs: &bep.BuildEventId_BuildToolLogsId{}}),
 		Payload: &bep.BuildEvent_BuildToolLogs{BuildToolLogs: &bep.BuildToolLogs{Log: []*bep.File{
 			{Name: "elapsed time", File: &bep.File_Contents{Contents: []byte(fmt.Sprintf("%.3f", b.Took.Seconds()))}},
-			{Name: "critical path", File: &bep.File_Contents{Contents: []byte("Critical Path: " + fmt.Sprintf("%.2fs", (b.Took / 2).Seconds()) + "\n  Action 'Compiling main.c' 0.40s\n  Action 'Linking app' 0.20s\n")}},
+			{Name: "critical path", File: &bep.File_Contents{Contents: []byte("Critical Path: " + fmt.Sprintf("%.2fs", (b.Took/2).Seconds()) + "\n  Action 'Compiling main.c' 0.40s\n  Action 'Linking app' 0.20s\n")}},
 		}}},
 		LastMessage: true,
 	})
