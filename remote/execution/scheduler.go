@@ -69,6 +69,7 @@ type job struct {
 	seq        uint64
 	attempts   int
 	leaseID    string
+	worker     string // the worker holding the lease
 	queuedAt   time.Time
 	index      int // in its queue's heap
 }
@@ -173,6 +174,7 @@ func (s *Service) next(ctx context.Context, w *workerReg) (*job, string, error) 
 			j := heap.Pop(&best.jobs).(*job)
 			j.attempts++
 			j.leaseID = newName("leases/")
+			j.worker = w.id
 			s.leases[j.leaseID] = j
 			s.setStageLocked(j.op, repb.ExecutionStage_EXECUTING)
 			s.mu.Unlock()
