@@ -1,7 +1,8 @@
 // Package server wires Ferrule's REAPI services onto one gRPC server (CAS,
-// ByteStream, ActionCache, Capabilities, the standard health service and
-// optionally reflection) and one HTTP server (Bazel's HTTP cache protocol,
-// Prometheus /metrics and a /status JSON), over one store. `ferrule serve`
+// ByteStream, ActionCache, Capabilities, the Build Event Service, the
+// standard health service and optionally reflection) and one HTTP server
+// (Bazel's HTTP cache protocol, Prometheus /metrics, a /status JSON and the
+// web page of package web), over one store. `ferrule serve`
 // and the tests share it; an execution service registers itself with
 // RegisterExecution before Serve.
 package server
@@ -33,13 +34,16 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ferrule-build/ferrule/remote/ac"
+	"github.com/ferrule-build/ferrule/remote/bes"
 	"github.com/ferrule-build/ferrule/remote/bytestream"
 	"github.com/ferrule-build/ferrule/remote/capabilities"
 	"github.com/ferrule-build/ferrule/remote/cas"
+	"github.com/ferrule-build/ferrule/remote/execution"
 	"github.com/ferrule-build/ferrule/remote/httpcache"
 	"github.com/ferrule-build/ferrule/remote/split"
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/chunked"
+	"github.com/ferrule-build/ferrule/remote/web"
 )
 
 // Config configures a Server.
@@ -72,6 +76,11 @@ type Config struct {
 	Chunking split.Options
 	// ShutdownTimeout bounds the graceful part of shutdown.
 	ShutdownTimeout time.Duration
+	// BES bounds what the Build Event Service keeps of invocations.
+	BES bes.Limits
+	// SampleInterval is how often the web page's plots sample the metrics
+	// (10s, kept for 24 hours).
+	SampleInterval time.Duration
 	// Version is reported by /status.
 	Version string
 	Logger  *slog.Logger
@@ -99,6 +108,9 @@ type Server struct {
 	ActionCache  *ac.Server
 	Capabilities *capabilities.Server
 	HTTPCache    *httpcache.Handler
+	BES          *bes.Store // the invocations published to the Build Event Service
+	Web          *web.Handler
+	Sampler      *web.Sampler
 
 	mu       sync.Mutex
 	grpcLis  net.Listener
@@ -183,7 +195,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Reflection {
 		reflection.Register(s.grpc)
 	}
+	s.BES = bes.NewStore(cfg.BES)
+	bes.New(s.BES, bes.Options{ReadOnly: cfg.ReadOnly, Logger: cfg.Logger}).Register(s.grpc)
 	s.services = []string{
+		bes.ServiceName,
 		repb.ContentAddressableStorage_ServiceDesc.ServiceName,
 		"google.bytestream.ByteStream",
 		repb.ActionCache_ServiceDesc.ServiceName,
@@ -195,6 +210,9 @@ func New(cfg Config) (*Server, error) {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 		mux.HandleFunc("GET /status", s.serveStatus)
+		s.Sampler = web.NewSampler(s.metrics.reg, cfg.SampleInterval, 24*time.Hour)
+		s.Web = web.New(web.Options{Store: s.BES, Sampler: s.Sampler, ReadOnly: cfg.ReadOnly, Logger: cfg.Logger})
+		s.Web.Mount(mux)
 		mux.Handle("/", s.countHTTP(s.HTTPCache))
 		s.http = &http.Server{
 			Handler:           mux,
@@ -254,6 +272,9 @@ func (s *Server) GRPC() *grpc.Server { return s.grpc }
 func (s *Server) RegisterExecution(exec repb.ExecutionServer, caps *repb.ExecutionCapabilities) {
 	repb.RegisterExecutionServer(s.grpc, exec)
 	s.Capabilities.SetExecution(caps)
+	if sn, ok := exec.(interface{ Snapshot() execution.Snapshot }); ok && s.Web != nil {
+		s.Web.SetExecution(sn.Snapshot)
+	}
 	s.mu.Lock()
 	s.services = append(s.services, repb.Execution_ServiceDesc.ServiceName)
 	s.mu.Unlock()
@@ -325,6 +346,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 	}()
 	if s.http != nil {
+		go s.Sampler.Run(ctx)
 		go func() {
 			if err := s.http.Serve(s.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("HTTP: %w", err)
