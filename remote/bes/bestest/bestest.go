@@ -7,9 +7,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"testing"
 	"time"
 
 	bpb "google.golang.org/genproto/googleapis/devtools/build/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -230,4 +235,25 @@ func Publish(ctx context.Context, c bpb.PublishBuildEventClient, reqs []*bpb.Pub
 		}
 		acked = append(acked, resp.GetSequenceNumber())
 	}
+}
+
+// Registrar is a service that registers itself on a gRPC server.
+type Registrar interface{ Register(*grpc.Server) }
+
+// Serve serves svc over an in-process connection and returns a client and a
+// function that stops both.
+func Serve(t testing.TB, svc Registrar) (bpb.PublishBuildEventClient, func()) {
+	t.Helper()
+	lis := bufconn.Listen(1 << 20)
+	g := grpc.NewServer()
+	svc.Register(g)
+	go g.Serve(lis)
+	conn, err := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		g.Stop()
+		t.Fatal(err)
+	}
+	return bpb.NewPublishBuildEventClient(conn), func() { conn.Close(); g.Stop() }
 }
