@@ -56,7 +56,7 @@ func (p Plot) Last() string {
 	return strings.Join(parts, " · ")
 }
 
-const plotW, plotH, padL, padB = 640.0, 140.0, 64.0, 18.0
+const plotW, plotH, padL, padB = 660.0, 140.0, 84.0, 18.0
 
 // SVG draws the plot: a polyline per series, the y range on the left and
 // the time range below.

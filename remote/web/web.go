@@ -274,6 +274,8 @@ func formatDuration(d time.Duration) string {
 		return strconv.FormatInt(d.Milliseconds(), 10) + " ms"
 	case d < time.Minute:
 		return fmt.Sprintf("%.1f s", d.Seconds())
+	case d >= 48*time.Hour && d%(24*time.Hour) == 0:
+		return fmt.Sprintf("%d days", d/(24*time.Hour))
 	}
 	return d.Round(time.Second).String()
 }
