@@ -222,7 +222,9 @@ func (s *Store) accept(id string, seq int64, ev *bpb.BuildEvent) error {
 	inv.EventBytes += int64(len(raw))
 	s.totalBytes += int64(len(raw))
 	inv.apply(be)
-	s.evictLocked(id)
+	if s.totalBytes > s.lim.MaxTotalBytes {
+		s.evictLocked(id)
+	}
 	return nil
 }
 

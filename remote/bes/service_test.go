@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -359,4 +360,48 @@ func TestLifecycle(t *testing.T) {
 	if inv, ok := st.Get("inv-l"); !ok || inv.BuildID != "b1" {
 		t.Errorf("lifecycle event not recorded: %+v", inv)
 	}
+}
+
+// BenchmarkInvocationMemory reports the heap one stored invocation costs:
+// the sample build (3 targets, 1 test, 15 events) and one of 500 targets.
+func BenchmarkInvocationMemory(b *testing.B) {
+	for _, targets := range []int{3, 500} {
+		b.Run(fmt.Sprintf("targets=%d", targets), func(b *testing.B) {
+			const n = 200
+			var perInv, eventBytes float64
+			for i := 0; i < b.N; i++ {
+				st := bes.NewStore(bes.Limits{})
+				c, stop := bestest.Serve(b, bes.New(st, bes.Options{}))
+				reqs := make([][]*bpb.PublishBuildToolEventStreamRequest, n)
+				for k := range reqs {
+					bd := build(fmt.Sprintf("inv-%d", k))
+					for j := 3; j < targets; j++ {
+						bd.Targets = append(bd.Targets, fmt.Sprintf("//pkg%d:target_%d", j/20, j))
+					}
+					reqs[k] = bestest.Requests(bd.InvocationID, bd.BuildID, bestest.Events(bd))
+				}
+				before := heap()
+				for _, r := range reqs {
+					if _, err := bestest.Publish(context.Background(), c, r); err != nil {
+						b.Fatal(err)
+					}
+				}
+				after := heap()
+				runtime.KeepAlive(reqs)
+				perInv = (float64(after) - float64(before)) / n
+				eventBytes = float64(st.Stats().Bytes) / n
+				stop()
+			}
+			b.ReportMetric(perInv, "heap-B/inv")
+			b.ReportMetric(eventBytes, "event-B/inv")
+		})
+	}
+}
+
+func heap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
 }

@@ -164,3 +164,22 @@ func BenchmarkIndex1000(b *testing.B) {
 		})
 	}
 }
+
+func TestPartialInvocationShownAsPartial(t *testing.T) {
+	st, srv := newHandler(t, false)
+	c, stop := bestest.Serve(t, bes.New(st, bes.Options{Logger: quiet()}))
+	defer stop()
+	b := sampleBuild("inv-half")
+	reqs := bestest.Requests(b.InvocationID, b.BuildID, bestest.Events(b))
+	if _, err := bestest.Publish(context.Background(), c, reqs[:6]); err != nil {
+		t.Fatal(err)
+	}
+	_, body := get(t, srv.URL+"/invocation/inv-half")
+	if !strings.Contains(body, `<p class="partial" id="partial">Partial: the stream ended before its last event.</p>`) {
+		t.Errorf("invocation page:\n%s", body)
+	}
+	_, body = get(t, srv.URL+"/")
+	if !strings.Contains(body, `<span class="partial">partial</span>`) {
+		t.Error("the list does not show the invocation as partial")
+	}
+}
