@@ -1,6 +1,7 @@
-// Package bestest builds Bazel build event streams for tests: the events
-// Bazel 7 sends for a build or test command, as PublishBuildToolEventStream
-// requests, and a client that publishes them and checks the acknowledgements.
+// Package bestest builds Bazel build event streams for tests: real
+// build_event_stream.BuildEvent messages, in the order and shape of what
+// Bazel 7 sends for a build or test command (not captured from Bazel), as
+// PublishBuildToolEventStream requests, and a client that publishes them.
 package bestest
 
 import (
