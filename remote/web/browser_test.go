@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ferrule-build/ferrule/remote/bes/bestest"
+	"github.com/ferrule-build/ferrule/remote/execution"
 	"github.com/ferrule-build/ferrule/remote/server"
 	"github.com/ferrule-build/ferrule/remote/store/memory"
 )
@@ -113,10 +114,17 @@ func TestBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	exe := execution.New(srv.Store(), execution.Options{Logger: quiet()})
+	srv.RegisterExecution(exe, exe.ExecutionCapabilities())
+	waitWorkers, err := exe.StartLocalWorkers(ctx, 2, execution.LocalWorkerOptions{Dir: t.TempDir(), NoNamespaces: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer waitWorkers()
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx) }()
 	defer func() { cancel(); <-done }()
@@ -193,6 +201,9 @@ func TestBrowser(t *testing.T) {
 	}
 	if !regexp.MustCompile(`id="plot-hit-rate"[^>]*>.*?<(circle|polyline)[^>]*(cx|points)="[0-9]`).MatchString(dom) {
 		t.Error("the hit rate plot draws no point")
+	}
+	if attr(t, dom, "execution", "data-workers") != "2" || !strings.Contains(dom, "OSFamily=") {
+		t.Error("the execution section does not show the 2 workers and their platform")
 	}
 	if !strings.Contains(dom, `data-id="`+b.InvocationID+`"`) {
 		t.Error("the invocation is not listed")

@@ -183,3 +183,35 @@ func TestPartialInvocationShownAsPartial(t *testing.T) {
 		t.Error("the list does not show the invocation as partial")
 	}
 }
+
+// The plots follow the registry's counters: rates between samples.
+func TestSamplerPlots(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	calls := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferrule_grpc_calls_total"}, []string{"method", "code"})
+	evicted := prometheus.NewCounter(prometheus.CounterOpts{Name: "ferrule_store_evictions_total"})
+	reg.MustRegister(calls, evicted)
+	smp := web.NewSampler(reg, time.Second, 3*time.Second) // a ring of 3
+	st := bes.NewStore(bes.Limits{})
+	mux := http.NewServeMux()
+	web.New(web.Options{Store: st, Sampler: smp, Logger: quiet()}).Mount(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	smp.SampleNow()
+	for i, hits := range []int{3, 1, 9} {
+		calls.WithLabelValues("GetActionResult", "OK").Add(float64(hits))
+		calls.WithLabelValues("GetActionResult", "NotFound").Add(1)
+		evicted.Add(float64(i))
+		time.Sleep(5 * time.Millisecond)
+		smp.SampleNow()
+	}
+	if n := len(smp.Samples()); n != 3 {
+		t.Fatalf("%d samples kept in a ring of 3", n)
+	}
+	_, body := get(t, srv.URL+"/")
+	for _, want := range []string{`id="plot-hit-rate" data-points="2"`, "hit rate: 90.0%", `data-ac-hits="13"`, `data-ac-misses="3"`, "evicted: 2", `data-evictions="3"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+}
