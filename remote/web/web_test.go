@@ -154,7 +154,11 @@ func BenchmarkIndex1000(b *testing.B) {
 	st, srv := newHandler(b, false)
 	fill(b, st, 1000)
 	for _, path := range []string{"/", "/invocations", "/invocation/inv-0500"} {
-		b.Run(strings.TrimPrefix(path, "/"), func(b *testing.B) {
+		name := strings.TrimPrefix(path, "/")
+		if name == "" {
+			name = "index"
+		}
+		b.Run(name, func(b *testing.B) {
 			var n int
 			for i := 0; i < b.N; i++ {
 				_, body := get(b, srv.URL+path)
