@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"fmt"
+	"io"
+	"net/http"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -66,11 +69,58 @@ func roundTripWith(t *testing.T, b *Bazel, flags, rebuild []string) []Spawn {
 	return ReadExecLog(t, filepath.Join(dir, "warm.json"))
 }
 
+// TestRemoteCacheGRPC round-trips through the gRPC cache with the builds
+// streamed to the server's Build Event Service: the rebuild's invocation
+// page shows its targets and the hits Bazel counted.
 func TestRemoteCacheGRPC(t *testing.T) {
 	requireE2E(t)
 	s := StartServer(t)
-	flags := []string{"--remote_cache=grpc://" + s.GRPC}
-	checkAllRemoteHits(t, roundTrip(t, flags, nil))
+	flags := []string{"--remote_cache=grpc://" + s.GRPC, "--bes_backend=grpc://" + s.GRPC,
+		"--bes_results_url=http://" + s.HTTP + "/invocation/", "--build_metadata=USER=e2e"}
+	spawns := roundTrip(t, flags, nil)
+	checkAllRemoteHits(t, spawns)
+	hits := 0
+	for _, sp := range spawns {
+		if sp.RemoteCacheHit() {
+			hits++
+		}
+	}
+	page := lastInvocationPage(t, s)
+	for _, want := range []string{
+		fmt.Sprintf(`<span id="target-count">%d</span>`, len(cacheTargets)),
+		fmt.Sprintf(`data-remote-hits="%d"`, hits),
+		`<span class="ok">success</span>`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the rebuild's invocation page lacks %s", want)
+		}
+	}
+}
+
+// lastInvocationPage fetches the page of the newest invocation the server's
+// Build Event Service stored.
+func lastInvocationPage(t *testing.T, s *Server) string {
+	t.Helper()
+	index := httpGet(t, "http://"+s.HTTP+"/")
+	m := regexp.MustCompile(`<tr class="inv" data-id="([^"]+)"`).FindStringSubmatch(index)
+	if m == nil {
+		t.Fatalf("the server's page lists no invocation:\n%s", tail(index, 20))
+	}
+	return httpGet(t, "http://"+s.HTTP+"/invocation/"+m[1])
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %v %s", url, err, resp.Status)
+	}
+	return string(b)
 }
 
 func TestRemoteCacheDownloadMinimal(t *testing.T) {
