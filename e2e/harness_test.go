@@ -269,13 +269,22 @@ func ferruleBinary(t *testing.T) string {
 	return ferruleBin
 }
 
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t *testing.T) int {
+// freePorts returns n distinct loopback TCP ports that were free a moment
+// ago (all held open together while chosen, so none is picked twice).
+func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var ports []int
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
+	return ports
+}
+
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
@@ -296,9 +305,10 @@ type Server struct {
 func StartServer(t *testing.T, extra ...string) *Server {
 	t.Helper()
 	dir := t.TempDir()
+	ports := freePorts(t, 2)
 	s := &Server{
-		GRPC: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		HTTP: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		GRPC: fmt.Sprintf("127.0.0.1:%d", ports[0]),
+		HTTP: fmt.Sprintf("127.0.0.1:%d", ports[1]),
 		Dir:  dir,
 		log:  &bytes.Buffer{},
 	}
