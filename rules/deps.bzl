@@ -70,4 +70,11 @@ def ferrule_dependencies():
     _maybe(ferrule_rust_repository, "ferrule_rust")
     _maybe(ferrule_bindgen_repository, "ferrule_bindgen")
     _maybe(ferrule_python_headers, "ferrule_python")
-    native.register_toolchains("@ferrule_rust//:all", "@ferrule_bindgen//:all", "@ferrule_python//:all")
+    _maybe(ferrule_python_headers, "ferrule_python_aarch64", multiarch = "aarch64-linux-gnu", gcc = "aarch64-linux-gnu-gcc")
+    native.register_toolchains(
+        "@ferrule_rust//:all",
+        "@ferrule_bindgen//:all",
+        "@ferrule_python//:all",
+        "@ferrule_python_aarch64//:all",
+        "@ferrule//toolchains/cc:all",
+    )

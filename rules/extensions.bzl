@@ -21,6 +21,7 @@ def _toolchains_impl(mctx):
     ferrule_rust_repository(name = "ferrule_rust")
     ferrule_bindgen_repository(name = "ferrule_bindgen")
     ferrule_python_headers(name = "ferrule_python")
+    ferrule_python_headers(name = "ferrule_python_aarch64", multiarch = "aarch64-linux-gnu", gcc = "aarch64-linux-gnu-gcc")
 
 toolchains = module_extension(
     implementation = _toolchains_impl,
