@@ -285,10 +285,6 @@ func freePorts(t *testing.T, n int) []int {
 	return ports
 }
 
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // Server is a running `ferrule serve` (or other ferrule process) on loopback.
 type Server struct {
 	GRPC string // host:port
