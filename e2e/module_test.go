@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -62,4 +63,45 @@ func TestWorkspaceMode(t *testing.T) {
 	requireE2E(t)
 	b := NewBazel(t, repoRoot(t))
 	b.Run(t, "build", "--config=workspace", "--nobuild", "//examples/...", "//rules/...")
+}
+
+// TestRootErrors: entering a toolchain root that was never built, or one
+// built from another manifest, is a clear error that says what to run.
+func TestRootErrors(t *testing.T) {
+	requireE2E(t)
+	digest := strings.TrimPrefix(strings.TrimSpace(runRootScript(t, nil, "--digest")), "toolchain-root=")
+	empty := t.TempDir()
+	out := runRootScriptErr(t, []string{"FERRULE_ROOTS=" + empty}, "true")
+	if !strings.Contains(out, "no toolchain root") || !strings.Contains(out, "tools/setup.sh") {
+		t.Errorf("missing root: %q", out)
+	}
+	fake := filepath.Join(empty, digest, "etc", "ferrule-root")
+	os.MkdirAll(fake, 0o755)
+	os.WriteFile(filepath.Join(fake, "digest"), []byte(strings.Repeat("0", 64)+"\n"), 0o644)
+	out = runRootScriptErr(t, []string{"FERRULE_ROOTS=" + empty}, "true")
+	if !strings.Contains(out, "was built from manifest 000") || !strings.Contains(out, "--build") {
+		t.Errorf("mismatched root: %q", out)
+	}
+}
+
+func runRootScript(t *testing.T, env []string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(rootScript(t), args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("tools/root.sh %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+func runRootScriptErr(t *testing.T, env []string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(rootScript(t), args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("tools/root.sh %v succeeded; want an error\n%s", args, out)
+	}
+	return string(out)
 }
