@@ -62,22 +62,26 @@ passed=$((passed + bp)); failed=$((failed + bf))
 
 # The builder's tests run real rustc and bindgen: inside the toolchain root,
 # with its Go. Everything else (server, e2e tests driving Bazel through
-# tools/root.sh) on the host.
+# tools/root.sh) on the host. tools/testsummary counts test functions and
+# lists every skipped test with its reason.
 echo "==> go test ./... (rules/builder inside the toolchain root)"
+go build -o "$root/bin/testsummary" ./tools/testsummary || { echo "0 passed, 1 failed"; exit 1; }
 host_pkgs=$(go list ./... | grep -v '/rules/builder$')
 {
-  go test -count=1 -timeout 40m $host_pkgs; r1=$?
-  "$repo/tools/root.sh" go test -count=1 ./rules/builder; r2=$?
-  [ "$r1" = 0 ] && [ "$r2" = 0 ]
-} 2>&1 | tee "$log/go-test.log"
-go_rc="${PIPESTATUS[0]}"
-gp=$(grep -cE '^ok ' "$log/go-test.log")
-gf=$(grep -cE '^FAIL\s' "$log/go-test.log")
+  go test -json -count=1 -timeout 40m $host_pkgs
+  "$repo/tools/root.sh" go test -json -count=1 ./rules/builder
+} 2>&1 | "$root/bin/testsummary" | tee "$log/go-test.log"
+go_rc="${PIPESTATUS[1]}"
+summary=$(grep -E '^go: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$log/go-test.log" | tail -1)
+gp=$(echo "$summary" | sed -E 's/^go: ([0-9]+) passed.*/\1/')
+gf=$(echo "$summary" | sed -E 's/.* ([0-9]+) failed.*/\1/')
+gs=$(echo "$summary" | sed -E 's/.* ([0-9]+) skipped$/\1/')
+if [ -z "$summary" ]; then gp=0; gf=1; gs=0; fi
 if [ "$go_rc" != 0 ] && [ "$gf" = 0 ]; then gf=1; fi
 passed=$((passed + gp)); failed=$((failed + gf))
 
 echo
 echo "wall time: $(( $(date +%s) - ${FERRULE_RUN_START:-$start} ))s"
-echo "bazel test targets: $bp passed, $bf failed; go test packages: $gp passed, $gf failed"
-echo "$passed passed, $failed failed"
+echo "bazel test targets: $bp passed, $bf failed; go test functions: $gp passed, $gf failed, $gs skipped"
+echo "$passed passed, $failed failed, $gs skipped"
 [ "$failed" = 0 ]
