@@ -110,7 +110,7 @@ func New(st store.Store, opts Options) *Service {
 		log = slog.Default()
 	}
 	return &Service{
-		st: st, opts: opts, log: log.With("service", "execution"),
+		st: store.WithCompleteness(store.WithVerification(st)), opts: opts, log: log.With("service", "execution"),
 		ops: map[string]*operation{}, inflight: map[string]*job{}, queues: map[string]*jobQueue{},
 		leases: map[string]*job{}, workers: map[*workerReg]*workerReg{}, wake: make(chan struct{}),
 	}
