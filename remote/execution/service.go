@@ -29,7 +29,7 @@ import (
 
 	"cloud.google.com/go/longrunning/autogen/longrunningpb"
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
-	"github.com/ferrule-build/ferrule/remote/execution/workerpb"
+	"github.com/ferrule-build/ferrule/remote/workerpb"
 	"github.com/ferrule-build/ferrule/remote/store"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"

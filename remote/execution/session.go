@@ -7,7 +7,7 @@ import (
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
-	"github.com/ferrule-build/ferrule/remote/execution/workerpb"
+	"github.com/ferrule-build/ferrule/remote/workerpb"
 	"github.com/ferrule-build/ferrule/remote/worker"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"

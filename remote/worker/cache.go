@@ -3,7 +3,6 @@ package worker
 import (
 	"container/list"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -246,12 +245,4 @@ func (c *fileCache) fetch(ctx context.Context, instance string, fn repb.DigestFu
 		return err
 	}
 	return os.Rename(tmp.Name(), final)
-}
-
-func newRandom() []byte {
-	b := make([]byte, 16)
-	rand.Read(b)
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return b
 }
