@@ -41,7 +41,6 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
@@ -51,6 +50,7 @@ import (
 	"github.com/ferrule-build/ferrule/remote/capabilities"
 	"github.com/ferrule-build/ferrule/remote/cas"
 	"github.com/ferrule-build/ferrule/remote/execution"
+	"github.com/ferrule-build/ferrule/remote/grpcbuf"
 	"github.com/ferrule-build/ferrule/remote/httpcache"
 	"github.com/ferrule-build/ferrule/remote/split"
 	"github.com/ferrule-build/ferrule/remote/store"
@@ -165,12 +165,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.store = st
 
-	pool, err := bufferPool()
-	if err != nil {
-		return nil, fmt.Errorf("server: %w", err)
-	}
 	s.grpc = grpc.NewServer(
-		experimental.BufferPool(pool),
+		experimental.BufferPool(grpcbuf.Default),
+		grpc.ForceServerCodecV2(grpcbuf.Codec{}),
 		grpc.MaxRecvMsgSize(recvLimit(cfg.MaxBatchBytes)),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			Time:    2 * time.Minute,
@@ -250,16 +247,6 @@ func Stack(backend store.Store, acCacheBytes int64, reg prometheus.Registerer) (
 		return nil, fmt.Errorf("store metrics: %w", err)
 	}
 	return st, nil
-}
-
-// bufferPool is the pool gRPC takes its message buffers from. grpc-go's
-// default has tiers of 256 B, 4 KiB, 16 KiB, 32 KiB and 1 MiB and clears a
-// buffer's whole capacity when handing it out, so a 256 KiB ByteStream
-// response or a 70 KB FindMissingBlobs request took and cleared 1 MiB.
-// Power-of-two tiers from 256 B to 4 MiB make each message take at most
-// twice its size (ByteStream's chunks are sized to fit 256 KiB).
-func bufferPool() (mem.BufferPool, error) {
-	return mem.NewBinaryTieredBufferPool(8, 12, 14, 15, 16, 17, 18, 19, 20, 21, 22)
 }
 
 // recoverUnary turns a panic in a handler into an INTERNAL status, so that
