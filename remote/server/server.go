@@ -227,7 +227,8 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Stack builds the store the services share from a backend, outermost
+// Stack builds the store the services share from a backend (New passes
+// the chunked store over Config.Store), outermost
 // first: Metrics (registered on reg), Complete, ACCache (acCacheBytes; 0
 // means DefaultACCacheBytes, negative leaves it out) and Verifying.
 // Complete sits above the entry cache so that a cached result is checked

@@ -7,6 +7,7 @@
 //	Complete   AC reads: NOT_FOUND unless every referenced blob is present
 //	ACCache    recently used AC entries in memory
 //	Verifying  CAS writes: hashed (VerifyReader), nothing stored on a mismatch
+//	chunked    blobs spliced from chunks (package store/chunked)
 //	backend    disk or memory
 //
 // ReadBlob is the one capped, verified whole-blob read. The gRPC and HTTP
