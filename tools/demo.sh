@@ -46,12 +46,18 @@ for _ in $(seq 100); do
 done
 
 build() { # build NAME: one build of the targets through the cache
-  local name="$1"
-  bazel "${bazel_startup[@]}" build --symlink_prefix=/ --color=no --curses=no \
-    --remote_cache="grpc://$grpc_addr" \
-    --execution_log_json_file="$demo/logs/$name.exec.json" \
-    "${targets[@]}" 2>&1 | tee "$demo/logs/$name.log" | grep -E '^(INFO: [0-9]+ processes|INFO: Elapsed|ERROR)' || true
-  if [ "${PIPESTATUS[0]}" != 0 ]; then
+  local name="$1" status
+  # PIPESTATUS must be read right after the pipeline: any later command
+  # (`|| true` included) replaces it. Inside `{ ...; } || true`, set -e
+  # does not stop at the failing pipeline; grep matching no line is fine.
+  {
+    bazel "${bazel_startup[@]}" build --symlink_prefix=/ --color=no --curses=no \
+      --remote_cache="grpc://$grpc_addr" \
+      --execution_log_json_file="$demo/logs/$name.exec.json" \
+      "${targets[@]}" 2>&1 | tee "$demo/logs/$name.log" | grep -E '^(INFO: [0-9]+ processes|INFO: Elapsed|ERROR)'
+    status=${PIPESTATUS[0]}
+  } || true
+  if [ "$status" != 0 ]; then
     echo "demo: the $name build failed; see $demo/logs/$name.log" >&2
     exit 1
   fi

@@ -20,6 +20,7 @@ import (
 
 	"github.com/ferrule-build/ferrule/remote/cas"
 	"github.com/ferrule-build/ferrule/remote/cdc"
+	"github.com/ferrule-build/ferrule/remote/execution"
 	"github.com/ferrule-build/ferrule/remote/server"
 	"github.com/ferrule-build/ferrule/remote/split"
 	"github.com/ferrule-build/ferrule/remote/store"
@@ -47,6 +48,14 @@ type serveConfig struct {
 	FastCDCSeed       uint          `yaml:"fastcdc_seed"`
 	RepMaxMin         uint64        `yaml:"repmaxcdc_min_chunk_size"`
 	RepMaxHorizon     uint64        `yaml:"repmaxcdc_horizon_size"`
+
+	// Remote execution: the Execution and worker Scheduler services are
+	// always registered (so `ferrule worker` processes can join);
+	// Workers > 0 adds in-process workers.
+	Workers            int          `yaml:"workers"`
+	WorkerDir          string       `yaml:"worker_dir"`
+	WorkerNoNamespaces bool         `yaml:"worker_no_namespaces"`
+	WorkerPlatform     platformFlag `yaml:"-"` // flags only
 }
 
 // defaultStorageMode is the default of --storage_mode (see
@@ -80,30 +89,7 @@ func defaultServeConfig() serveConfig {
 	}
 }
 
-// serveHook lets another file add to `ferrule serve` from its init function
-// without editing this one (the execution service does this): flags
-// registers its flags, setup runs once the server is built and before it
-// listens (for example to call srv.RegisterExecution) and may return a
-// cleanup to run after the server stops.
-type serveHook struct {
-	name  string
-	flags func(fs *flag.FlagSet)
-	setup func(ctx context.Context, srv *server.Server, out io.Writer) (cleanup func(), err error)
-}
-
-var serveHooks []serveHook
-
-// activeServeConfig is the configuration `ferrule serve` runs with, set
-// before the hooks' setup runs (for example for a hook to put its files
-// under Dir).
-var activeServeConfig serveConfig
-
 func bindServeFlags(fs *flag.FlagSet, c *serveConfig, configFile *string) {
-	for _, h := range serveHooks {
-		if h.flags != nil {
-			h.flags(fs)
-		}
-	}
 	fs.StringVar(configFile, "config_file", "", "YAML file with settings (keys as the flags' names); flags given on the command line override it")
 	fs.StringVar(&c.Dir, "dir", c.Dir, "directory of the disk store")
 	fs.IntVar(&c.MaxSize, "max_size", c.MaxSize, "size bound of the store in GiB (least recently used entries are evicted)")
@@ -121,6 +107,10 @@ func bindServeFlags(fs *flag.FlagSet, c *serveConfig, configFile *string) {
 	fs.UintVar(&c.FastCDCSeed, "fastcdc_seed", c.FastCDCSeed, "split/splice: FastCDC 2020 seed advertised")
 	fs.Uint64Var(&c.RepMaxMin, "repmaxcdc_min_chunk_size", c.RepMaxMin, "split/splice: RepMaxCDC minimum chunk size advertised (64 bytes to 64 MiB)")
 	fs.Uint64Var(&c.RepMaxHorizon, "repmaxcdc_horizon_size", c.RepMaxHorizon, "split/splice: RepMaxCDC horizon advertised (at most 256 MiB)")
+	fs.IntVar(&c.Workers, "workers", c.Workers, "in-process remote execution workers (0: only separate ferrule worker processes run actions)")
+	fs.StringVar(&c.WorkerDir, "worker_dir", c.WorkerDir, "working directory of the in-process workers (default: workers/ under --dir)")
+	fs.BoolVar(&c.WorkerNoNamespaces, "worker_no_namespaces", c.WorkerNoNamespaces, "in-process workers run actions without mount/pid/network namespaces")
+	fs.Var(&c.WorkerPlatform, "worker_platform", "platform property NAME=VALUE the in-process workers offer on top of OSFamily and ISA (repeatable)")
 }
 
 // loadServeConfig applies defaults, the config file and the flags in args.
@@ -144,8 +134,15 @@ func loadServeConfig(fs *flag.FlagSet, args []string) (serveConfig, error) {
 		// apply them again on top of it.
 		var again []string
 		fs.Visit(func(f *flag.Flag) {
-			if f.Name != "config_file" {
-				again = append(again, "--"+f.Name+"="+f.Value.String())
+			switch v := f.Value.(type) {
+			case *platformFlag: // repeatable: once per property
+				for _, p := range *v {
+					again = append(again, "--"+f.Name+"="+p.Name+"="+p.Value)
+				}
+			default:
+				if f.Name != "config_file" {
+					again = append(again, "--"+f.Name+"="+f.Value.String())
+				}
 			}
 		})
 		c = defaultServeConfig()
@@ -177,6 +174,8 @@ func (c serveConfig) check() error {
 		return usagef("--max_batch_total_size_bytes must be between 1 and 1 GiB, got %d", c.MaxBatchBytes)
 	case c.UploadIdleTimeout <= 0:
 		return usagef("--upload_idle_timeout must be positive")
+	case c.Workers < 0:
+		return usagef("--workers must not be negative, got %d", c.Workers)
 	}
 	if _, err := logLevel(c.LogLevel); err != nil {
 		return usagef("%v", err)
@@ -270,19 +269,11 @@ func runServe(ctx context.Context, c serveConfig, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	activeServeConfig = c
-	for _, h := range serveHooks {
-		if h.setup == nil {
-			continue
-		}
-		cleanup, err := h.setup(ctx, srv, out)
-		if err != nil {
-			return fmt.Errorf("%s: %w", h.name, err)
-		}
-		if cleanup != nil {
-			defer cleanup()
-		}
+	stopWorkers, err := startExecution(ctx, c, srv, out)
+	if err != nil {
+		return err
 	}
+	defer stopWorkers()
 	if err := srv.Listen(); err != nil {
 		return err
 	}
@@ -300,6 +291,33 @@ func runServe(ctx context.Context, c serveConfig, out io.Writer) error {
 	err = srv.Serve(ctx)
 	fmt.Fprintf(out, "ferrule serve: stopped\n")
 	return err
+}
+
+// startExecution registers the Execution and worker Scheduler services on
+// srv, over the server's store, and starts c.Workers in-process workers.
+// The returned function stops the workers and waits for them.
+func startExecution(ctx context.Context, c serveConfig, srv *server.Server, out io.Writer) (stop func(), err error) {
+	svc := execution.New(srv.Store(), execution.Options{Logger: srv.Logger()})
+	srv.RegisterExecution(svc, svc.ExecutionCapabilities())
+	svc.RegisterScheduler(srv.GRPC())
+	if c.Workers <= 0 {
+		fmt.Fprintf(out, "ferrule serve: remote execution on; no in-process workers (start `ferrule worker --scheduler ADDRESS`)\n")
+		return func() {}, nil
+	}
+	dir := c.WorkerDir
+	if dir == "" {
+		dir = filepath.Join(c.Dir, "workers")
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	wait, err := svc.StartLocalWorkers(wctx, c.Workers, execution.LocalWorkerOptions{
+		Dir: dir, Platform: workerPlatform(c.WorkerPlatform), NoNamespaces: c.WorkerNoNamespaces,
+	})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("execution: %w", err)
+	}
+	fmt.Fprintf(out, "ferrule serve: remote execution on with %d in-process worker(s) in %s\n", c.Workers, dir)
+	return func() { cancel(); wait() }, nil
 }
 
 func init() {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -190,42 +189,24 @@ func TestServeRuns(t *testing.T) {
 	}
 }
 
-func TestServeHooks(t *testing.T) {
-	var enabled, ran bool
-	var sawDir string
-	saved := serveHooks
-	defer func() { serveHooks = saved }()
-	serveHooks = append(serveHooks, serveHook{
-		name:  "test hook",
-		flags: func(fs *flag.FlagSet) { fs.BoolVar(&enabled, "test_hook", false, "test hook") },
-		setup: func(ctx context.Context, srv *server.Server, out io.Writer) (func(), error) {
-			ran = enabled && srv.Store() != nil && srv.GRPC() != nil
-			sawDir = activeServeConfig.Dir
-			return nil, nil
-		},
-	})
-	dir := t.TempDir()
-	c, err := loadForTest(t, "--grpc_address", "127.0.0.1:0", "--http_address", "none", "--dir", dir, "--test_hook")
+// The execution settings are part of serve's own configuration: from the
+// config file, with repeated --worker_platform flags kept apart.
+func TestServeWorkerConfig(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "serve.yaml")
+	if err := os.WriteFile(file, []byte("workers: 2\nworker_no_namespaces: true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := loadForTest(t, "--config_file", file, "--worker_platform", "a=1", "--worker_platform", "b=2,3")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, _, stop := startServe(t, c)
-	defer stop()
-	if !ran {
-		t.Error("hook setup did not run with its flag set")
+	if c.Workers != 2 || !c.WorkerNoNamespaces {
+		t.Errorf("workers %d, no namespaces %v; want 2, true", c.Workers, c.WorkerNoNamespaces)
 	}
-	if sawDir != dir {
-		t.Errorf("hook saw --dir %q, want %q", sawDir, dir)
+	if got := c.WorkerPlatform.String(); got != "a=1,b=2,3" || len(c.WorkerPlatform) != 2 {
+		t.Errorf("worker platform %q (%d properties), want a=1 and b=2,3", got, len(c.WorkerPlatform))
 	}
-	if srv.HTTPAddr() != nil {
-		t.Error("--http_address none still serves HTTP")
-	}
-	// A hook failing stops serve with its name in the error.
-	serveHooks = append(serveHooks, serveHook{name: "failing hook", setup: func(context.Context, *server.Server, io.Writer) (func(), error) {
-		return nil, errors.New("boom")
-	}})
-	c.Dir = t.TempDir() // the first server still holds dir
-	if err := runServe(context.Background(), c, io.Discard); err == nil || !strings.Contains(err.Error(), "failing hook: boom") {
-		t.Errorf("failing hook: %v", err)
+	if _, err := loadForTest(t, "--workers", "-1"); err == nil {
+		t.Error("--workers -1 accepted")
 	}
 }

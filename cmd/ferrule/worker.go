@@ -16,6 +16,7 @@ import (
 	"github.com/ferrule-build/ferrule/remote/chunkclient"
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/disk"
+	"github.com/ferrule-build/ferrule/remote/store/grpcstore"
 	"github.com/ferrule-build/ferrule/remote/worker"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -107,7 +108,7 @@ func runWorkerCommand(fs *flag.FlagSet, args []string) error {
 		}
 		defer casConn.Close()
 	}
-	var cas store.Store = worker.NewRemoteStore(casConn)
+	var cas store.Store = grpcstore.New(casConn)
 	if *chunking {
 		if cas, err = chunkedCAS(ctx, casConn, cas, filepath.Join(*dir, "chunks"), *chunkGiB<<30, log); err != nil {
 			return err

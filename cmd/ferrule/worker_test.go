@@ -57,7 +57,6 @@ func TestServeWithWorkersExecutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { serveExec.workers = 0 }()
 	srv, out, stop := startServe(t, c)
 	defer stop()
 	if !strings.Contains(out.String(), "1 in-process worker") {

@@ -1,10 +1,11 @@
 // Package ac implements the REAPI ActionCache service on a store.Store.
 //
 // GetActionResult serves a result only if every blob it references is in
-// the CAS (output files, every file of every output directory's Tree, the
-// Trees themselves, stdout and stderr); checking them refreshes their place
-// in the store's LRU. UpdateActionResult validates a result before storing
-// it and moves inline contents into the CAS.
+// the CAS: the store's Complete decorator checks that on every AC read (New
+// adds it when the store given lacks it), and checking refreshes the blobs'
+// place in the store's LRU. UpdateActionResult validates a result before
+// storing it and moves inline contents into the CAS, verified by the
+// store's Verifying decorator.
 package ac
 
 import (
@@ -12,7 +13,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"path"
 	"strings"
@@ -23,8 +23,9 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/ferrule-build/ferrule/remote/cas"
 	"github.com/ferrule-build/ferrule/remote/digest"
+	"github.com/ferrule-build/ferrule/remote/resource"
+	"github.com/ferrule-build/ferrule/remote/rpcstatus"
 	"github.com/ferrule-build/ferrule/remote/store"
 )
 
@@ -65,7 +66,7 @@ func New(s store.Store, o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Server{store: s, opts: o}
+	return &Server{store: store.WithCompleteness(store.WithVerification(s)), opts: o}
 }
 
 // Register adds the service to g.
@@ -79,7 +80,7 @@ func (s *Server) UpdateEnabled() bool { return !s.opts.ReadOnly }
 // Key returns the store key of the result of the action with digest d: kind
 // AC, with the Action's size. Errors are INVALID_ARGUMENT statuses.
 func Key(instance string, fn repb.DigestFunction_Value, d *repb.Digest) (store.Key, error) {
-	return cas.ResolveKey(store.AC, instance, fn, d)
+	return resource.Key(store.AC, instance, fn, d)
 }
 
 // GetActionResult returns the cached result of an action, NOT_FOUND unless
@@ -99,126 +100,22 @@ func (s *Server) GetActionResult(ctx context.Context, req *repb.GetActionResultR
 	return res, nil
 }
 
-// Load reads the result stored under k and checks that it is complete
-// (Complete). A missing or incomplete result is NOT_FOUND.
+// Load reads the result stored under k; the store's Complete decorator
+// has checked that every blob it references is present. A missing,
+// unusable or incomplete result is NOT_FOUND.
 func (s *Server) Load(ctx context.Context, k store.Key) (*repb.ActionResult, error) {
-	data, err := readAll(ctx, s.store, k, s.opts.MaxResultBytes)
+	data, err := store.ReadBlob(ctx, s.store, k, s.opts.MaxResultBytes)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, status.Errorf(codes.NotFound, "no result for action %s/%d", k.Hash, k.Size)
+			return nil, status.Errorf(codes.NotFound, "no usable result for action %s/%d: %v", k.Hash, k.Size, err)
 		}
-		return nil, cas.Status(err)
+		return nil, rpcstatus.Error(err)
 	}
 	res := &repb.ActionResult{}
 	if err := proto.Unmarshal(data, res); err != nil {
-		s.opts.Logger.Warn("stored action result does not parse", "key", k.String(), "err", err)
 		return nil, status.Errorf(codes.NotFound, "no usable result for action %s/%d", k.Hash, k.Size)
 	}
-	if err := Complete(ctx, s.store, k.Instance, k.Function, res); err != nil {
-		return nil, err
-	}
 	return res, nil
-}
-
-func readAll(ctx context.Context, st store.Store, k store.Key, limit int64) ([]byte, error) {
-	rc, size, err := st.Get(ctx, k, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	if size > limit {
-		return nil, fmt.Errorf("entry %s has %d bytes, more than the limit %d", k, size, limit)
-	}
-	buf := make([]byte, size)
-	if _, err := io.ReadFull(rc, buf); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", k, err)
-	}
-	return buf, nil
-}
-
-// Complete returns nil if every CAS blob res references is present in st
-// under instance and fn, and a NOT_FOUND status naming a missing one
-// otherwise. The blobs checked count as used. Trees of output directories
-// are read to find their files.
-func Complete(ctx context.Context, st store.Store, instance string, fn repb.DigestFunction_Value, res *repb.ActionResult) error {
-	var keys []store.Key
-	add := func(what string, d *repb.Digest) error {
-		if d == nil {
-			return nil
-		}
-		k, err := cas.ResolveKey(store.CAS, instance, fn, d)
-		if err != nil {
-			return status.Errorf(codes.NotFound, "result references a bad digest (%s): %v", what, status.Convert(err).Message())
-		}
-		if !cas.IsEmptyKey(k) {
-			keys = append(keys, k)
-		}
-		return nil
-	}
-	for _, f := range res.OutputFiles {
-		if err := add("output file "+f.Path, f.Digest); err != nil {
-			return err
-		}
-	}
-	if err := add("stdout", res.StdoutDigest); err != nil {
-		return err
-	}
-	if err := add("stderr", res.StderrDigest); err != nil {
-		return err
-	}
-	for _, d := range res.OutputDirectories {
-		if d.TreeDigest == nil {
-			continue
-		}
-		tk, err := cas.ResolveKey(store.CAS, instance, fn, d.TreeDigest)
-		if err != nil {
-			return status.Errorf(codes.NotFound, "result references a bad tree digest (%s): %v", d.Path, status.Convert(err).Message())
-		}
-		data, err := cas.ReadBlob(ctx, st, tk)
-		if status.Code(err) == codes.NotFound {
-			return status.Errorf(codes.NotFound, "output directory %s: tree %s/%d is missing", d.Path, tk.Hash, tk.Size)
-		}
-		if err != nil {
-			return err
-		}
-		tree := &repb.Tree{}
-		if err := proto.Unmarshal(data, tree); err != nil {
-			return status.Errorf(codes.NotFound, "output directory %s: tree %s/%d does not parse: %v", d.Path, tk.Hash, tk.Size, err)
-		}
-		for _, dir := range append([]*repb.Directory{tree.Root}, tree.Children...) {
-			for _, f := range dir.GetFiles() {
-				if err := add("file "+f.Name+" in "+d.Path, f.Digest); err != nil {
-					return err
-				}
-			}
-		}
-		if err := add("root directory of "+d.Path, d.RootDirectoryDigest); err != nil {
-			return err
-		}
-	}
-	if len(keys) == 0 {
-		return nil
-	}
-	missing, err := st.FindMissing(ctx, dedup(keys))
-	if err != nil {
-		return cas.Status(err)
-	}
-	if len(missing) > 0 {
-		return status.Errorf(codes.NotFound, "result incomplete: %d referenced blobs missing, e.g. %s/%d", len(missing), missing[0].Hash, missing[0].Size)
-	}
-	return nil
-}
-
-func dedup(keys []store.Key) []store.Key {
-	seen := make(map[store.Key]bool, len(keys))
-	out := keys[:0]
-	for _, k := range keys {
-		if !seen[k] {
-			seen[k] = true
-			out = append(out, k)
-		}
-	}
-	return out
 }
 
 // inline fills stdout_raw, stderr_raw and output file contents as asked,
@@ -229,13 +126,13 @@ func (s *Server) inline(ctx context.Context, k store.Key, res *repb.ActionResult
 		if d == nil || d.SizeBytes > budget {
 			return nil, false, nil
 		}
-		bk, err := cas.ResolveKey(store.CAS, k.Instance, k.Function, d)
+		bk, err := resource.DigestKey(store.CAS, k.Instance, k.Function, d)
 		if err != nil {
 			return nil, false, err
 		}
-		data, err := cas.ReadBlob(ctx, s.store, bk)
+		data, err := store.ReadBlob(ctx, s.store, bk, budget)
 		if err != nil {
-			return nil, false, err
+			return nil, false, rpcstatus.Error(err)
 		}
 		budget -= int64(len(data))
 		return data, true, nil
@@ -303,7 +200,7 @@ func (s *Server) UpdateActionResult(ctx context.Context, req *repb.UpdateActionR
 		return nil, status.Errorf(codes.InvalidArgument, "action result of %d bytes exceeds the limit of %d", len(data), s.opts.MaxResultBytes)
 	}
 	if err := s.store.Put(ctx, k, int64(len(data)), bytes.NewReader(data)); err != nil {
-		return nil, cas.Status(err)
+		return nil, rpcstatus.Error(err)
 	}
 	return res, nil
 }
@@ -321,16 +218,12 @@ func (s *Server) uninline(ctx context.Context, k store.Key, res *repb.ActionResu
 			}
 			*d = nd
 		}
-		bk, err := cas.ResolveKey(store.CAS, k.Instance, k.Function, *d)
+		bk, err := resource.DigestKey(store.CAS, k.Instance, k.Function, *d)
 		if err != nil {
 			return err
 		}
-		v, err := cas.Verify(bk, bytes.NewReader(raw))
-		if err != nil {
-			return status.Error(codes.InvalidArgument, err.Error())
-		}
-		if err := s.store.Put(ctx, bk, bk.Size, v); err != nil {
-			err = cas.Status(err)
+		if err := s.store.Put(ctx, bk, int64(len(raw)), bytes.NewReader(raw)); err != nil {
+			err = rpcstatus.Error(err)
 			return status.Errorf(status.Code(err), "inline %s: %s", what, status.Convert(err).Message())
 		}
 		return nil

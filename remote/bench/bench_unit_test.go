@@ -3,12 +3,10 @@ package bench
 import (
 	"bytes"
 	"math/rand/v2"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -115,40 +113,6 @@ func TestDigestOf(t *testing.T) {
 	r := randomDigest(rand.New(rand.NewPCG(1, 2)))
 	if len(r.Hash) != 64 || r.SizeBytes < 1 {
 		t.Errorf("randomDigest = %v", r)
-	}
-}
-
-func TestResourceNames(t *testing.T) {
-	d := &repb.Digest{Hash: strings.Repeat("ab", 32), SizeBytes: 1234}
-	h := d.Hash
-	for _, tc := range []struct{ got, want string }{
-		{ReadName("", d, false), "blobs/" + h + "/1234"},
-		{ReadName("", d, true), "compressed-blobs/zstd/" + h + "/1234"},
-		{ReadName("ci/linux", d, false), "ci/linux/blobs/" + h + "/1234"},
-		{ReadName("ci/linux", d, true), "ci/linux/compressed-blobs/zstd/" + h + "/1234"},
-		{WriteName("", "u-1", d, false), "uploads/u-1/blobs/" + h + "/1234"},
-		{WriteName("", "u-1", d, true), "uploads/u-1/compressed-blobs/zstd/" + h + "/1234"},
-		{WriteName("main", "u-1", d, false), "main/uploads/u-1/blobs/" + h + "/1234"},
-		{WriteName("a/b", "u-1", d, true), "a/b/uploads/u-1/compressed-blobs/zstd/" + h + "/1234"},
-	} {
-		if tc.got != tc.want {
-			t.Errorf("got %q, want %q", tc.got, tc.want)
-		}
-	}
-}
-
-func TestNewUUID(t *testing.T) {
-	re := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
-	seen := map[string]bool{}
-	for i := 0; i < 100; i++ {
-		u := NewUUID()
-		if !re.MatchString(u) {
-			t.Fatalf("NewUUID() = %q, not a version 4 UUID", u)
-		}
-		if seen[u] {
-			t.Fatalf("NewUUID() repeated %q", u)
-		}
-		seen[u] = true
 	}
 }
 

@@ -12,8 +12,8 @@ import (
 
 	"github.com/ferrule-build/ferrule/remote/chunkclient"
 	"github.com/ferrule-build/ferrule/remote/store"
+	"github.com/ferrule-build/ferrule/remote/store/grpcstore"
 	"github.com/ferrule-build/ferrule/remote/store/memory"
-	rworker "github.com/ferrule-build/ferrule/remote/worker"
 )
 
 // The chunked workloads play Bazel >= 8.7 with remote cache chunking: every
@@ -45,7 +45,7 @@ func casKey(instance string, d *repb.Digest) store.Key {
 }
 
 func (e *env) newChunkClient(ctx context.Context, w *worker) (*chunkclient.Store, error) {
-	cc, err := chunkclient.New(ctx, w.conn, e.cfg.Instance, rworker.NewRemoteStore(w.conn), chunkclient.Options{Local: store.Verifying(memory.New(0))})
+	cc, err := chunkclient.New(ctx, w.conn, e.cfg.Instance, grpcstore.New(w.conn), chunkclient.Options{Local: store.Verifying(memory.New(0))})
 	if err == nil && cc == nil {
 		err = fmt.Errorf("the server offers no chunking function this client accepts")
 	}

@@ -8,7 +8,18 @@ import (
 
 	bspb "google.golang.org/genproto/googleapis/bytestream"
 
+	"fmt"
 	"github.com/ferrule-build/ferrule/remote/bytestream"
+	"github.com/ferrule-build/ferrule/remote/digest"
+	"github.com/ferrule-build/ferrule/remote/grpcbuf"
+	"github.com/ferrule-build/ferrule/remote/store/disk"
+	"github.com/ferrule-build/ferrule/remote/store/memory"
+	"github.com/ferrule-build/ferrule/remote/zstdcodec"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/experimental"
+	"google.golang.org/grpc/test/bufconn"
+	"net"
 )
 
 // halfCompressible returns n bytes that zstd compresses about 2:1.
@@ -26,8 +37,8 @@ func halfCompressible(n int) []byte {
 	return b
 }
 
-func benchRead(b *testing.B, compressed bool) {
-	e := setupB(b)
+func benchRead(b *testing.B, onDisk, compressed bool) {
+	e := setupBench(b, benchStore(b, onDisk))
 	data := halfCompressible(4 << 20)
 	up, _ := nameB(b, data, "u", false)
 	if _, err := write(context.Background(), e.c, up, 0, data, 64<<10, true); err != nil {
@@ -53,7 +64,71 @@ func benchRead(b *testing.B, compressed bool) {
 	}
 }
 
-func BenchmarkRead(b *testing.B)           { benchRead(b, false) }
-func BenchmarkReadCompressed(b *testing.B) { benchRead(b, true) }
+func BenchmarkRead(b *testing.B)               { benchRead(b, false, false) }
+func BenchmarkReadCompressed(b *testing.B)     { benchRead(b, false, true) }
+func BenchmarkReadDisk(b *testing.B)           { benchRead(b, true, false) }
+func BenchmarkReadDiskCompressed(b *testing.B) { benchRead(b, true, true) }
 
-var _ = bytestream.ChunkSize
+// benchStore is the store the server runs by default: the disk store with
+// zstd at rest, bounded, under the Verifying decorator bytestream.New adds;
+// or the memory store.
+func benchStore(b *testing.B, onDisk bool) testStore {
+	if !onDisk {
+		return memory.New(256 << 20)
+	}
+	d, err := disk.Open(disk.Options{Dir: b.TempDir(), MaxBytes: 256 << 20, Compress: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { d.Close() })
+	return d
+}
+
+// benchWrite uploads a 4 MiB blob per iteration, in 64 KiB messages as
+// `ferrule bench` sends them, each under a new instance name so that every
+// upload is stored (the blob's digest is computed once, outside the loop).
+func benchWrite(b *testing.B, onDisk, compressed bool) {
+	e := setupBench(b, benchStore(b, onDisk))
+	data := halfCompressible(4 << 20)
+	d, err := digest.Of(sha, data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	payload := data
+	if compressed {
+		payload = zstdcodec.Compress(data)
+	}
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		name := resourceName(fmt.Sprintf("i%d", i), sha, d, "u", compressed)
+		if _, err := write(context.Background(), e.c, name, 0, payload, 64<<10, true); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkWrite(b *testing.B)               { benchWrite(b, false, false) }
+func BenchmarkWriteCompressed(b *testing.B)     { benchWrite(b, false, true) }
+func BenchmarkWriteDisk(b *testing.B)           { benchWrite(b, true, false) }
+func BenchmarkWriteDiskCompressed(b *testing.B) { benchWrite(b, true, true) }
+
+// setupBench is setupWith with the gRPC buffer pool `ferrule serve` uses.
+func setupBench(b *testing.B, st testStore) env {
+	lis := bufconn.Listen(1 << 20)
+	g := grpc.NewServer(experimental.BufferPool(grpcbuf.Default), grpc.ForceServerCodecV2(grpcbuf.Codec{}))
+	srv := bytestream.New(st, bytestream.Options{})
+	srv.Register(g)
+	go g.Serve(lis)
+	b.Cleanup(func() { g.Stop(); srv.Close() })
+	conn, err := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close() })
+	return env{bspb.NewByteStreamClient(conn), st}
+}

@@ -1,6 +1,7 @@
 // Package bytestream implements the google.bytestream.ByteStream service for
 // REAPI blobs on a store.Store: Read (with offsets, limits and zstd), Write
-// (verified, resumable, zstd) and QueryWriteStatus.
+// (verified by the store's Verifying decorator, resumable, zstd) and
+// QueryWriteStatus. Resource names are parsed by package resource.
 package bytestream
 
 import (
@@ -18,8 +19,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/ferrule-build/ferrule/remote/cas"
+	"github.com/ferrule-build/ferrule/remote/resource"
+	"github.com/ferrule-build/ferrule/remote/rpcstatus"
 	"github.com/ferrule-build/ferrule/remote/store"
+	"github.com/ferrule-build/ferrule/remote/zstdcodec"
 )
 
 // ChunkSize is the size of the data messages Read sends: a little under
@@ -73,7 +76,7 @@ func New(s store.Store, o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Server{store: s, idle: o.IdleTimeout, maxParked: o.MaxParked, log: o.Logger, uploads: map[string]*upload{}}
+	return &Server{store: store.WithVerification(s), idle: o.IdleTimeout, maxParked: o.MaxParked, log: o.Logger, uploads: map[string]*upload{}}
 }
 
 // Register adds the service to g.
@@ -104,11 +107,11 @@ var (
 // only).
 func (s *Server) Read(req *bspb.ReadRequest, stream bspb.ByteStream_ReadServer) error {
 	ctx := stream.Context()
-	r, err := parseRead(req.ResourceName)
+	r, err := resource.ParseRead(req.ResourceName)
 	if err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
-	k := r.key
+	k := r.Key
 	switch {
 	case req.ReadOffset < 0:
 		return status.Errorf(codes.OutOfRange, "negative read_offset %d", req.ReadOffset)
@@ -116,11 +119,11 @@ func (s *Server) Read(req *bspb.ReadRequest, stream bspb.ByteStream_ReadServer) 
 		return status.Errorf(codes.OutOfRange, "negative read_limit %d", req.ReadLimit)
 	case req.ReadOffset > k.Size:
 		return status.Errorf(codes.OutOfRange, "read_offset %d beyond the blob's %d bytes", req.ReadOffset, k.Size)
-	case r.compressed && req.ReadLimit != 0:
+	case r.Compressed && req.ReadLimit != 0:
 		return status.Error(codes.InvalidArgument, "read_limit must be 0 when reading compressed-blobs")
 	}
 
-	if r.compressed && req.ReadOffset == 0 && !cas.IsEmptyKey(k) {
+	if r.Compressed && req.ReadOffset == 0 && !store.IsEmpty(k) {
 		// A store that keeps the blob zstd-compressed hands out its frames
 		// (checked as they are read): send them as they are instead of
 		// compressing the blob again.
@@ -135,12 +138,12 @@ func (s *Server) Read(req *bspb.ReadRequest, stream bspb.ByteStream_ReadServer) 
 		case errors.Is(err, store.ErrNotFound):
 			return status.Errorf(codes.NotFound, "blob %s/%d not found", k.Hash, k.Size)
 		case !errors.Is(err, store.ErrNotCompressed):
-			return cas.Status(err)
+			return rpcstatus.Error(err)
 		}
 	}
 
 	var src io.Reader
-	if cas.IsEmptyKey(k) {
+	if store.IsEmpty(k) {
 		src = eofReader{}
 	} else {
 		rc, size, err := s.store.Get(ctx, k, req.ReadOffset)
@@ -148,7 +151,7 @@ func (s *Server) Read(req *bspb.ReadRequest, stream bspb.ByteStream_ReadServer) 
 			if errors.Is(err, store.ErrNotFound) {
 				return status.Errorf(codes.NotFound, "blob %s/%d not found", k.Hash, k.Size)
 			}
-			return cas.Status(err)
+			return rpcstatus.Error(err)
 		}
 		defer rc.Close()
 		if size != k.Size {
@@ -165,8 +168,8 @@ func (s *Server) Read(req *bspb.ReadRequest, stream bspb.ByteStream_ReadServer) 
 	bufp := chunkPool.Get().(*[]byte)
 	defer chunkPool.Put(bufp)
 	w := &chunkSender{stream: stream, buf: (*bufp)[:0]}
-	if r.compressed {
-		z := cas.NewCompressor(w)
+	if r.Compressed {
+		z := zstdcodec.NewCompressor(w)
 		if _, err := io.Copy(z, src); err != nil {
 			z.Close()
 			return readErr(ctx, k, err)
@@ -226,7 +229,7 @@ func readErr(ctx context.Context, k store.Key, err error) error {
 		return err
 	}
 	if ctx.Err() != nil {
-		return cas.Status(ctx.Err())
+		return rpcstatus.Error(ctx.Err())
 	}
 	return status.Errorf(codes.Internal, "reading %s: %v", k, err)
 }
@@ -277,7 +280,7 @@ func (c *chunkSender) flush() error {
 // store.Put running in its own goroutine, so that it survives the stream
 // that started it and a later stream can continue it.
 type upload struct {
-	res       resource
+	res       resource.Name
 	pw        *io.PipeWriter
 	committed atomic.Int64 // bytes received on the wire (compressed bytes for zstd)
 	done      chan struct{}
@@ -293,7 +296,7 @@ func (u *upload) abort(err error) {
 	u.pw.CloseWithError(err)
 }
 
-func (s *Server) startUpload(res resource) *upload {
+func (s *Server) startUpload(res resource.Name) *upload {
 	pr, pw := io.Pipe()
 	u := &upload{res: res, pw: pw, done: make(chan struct{})}
 	go func() {
@@ -301,14 +304,14 @@ func (s *Server) startUpload(res resource) *upload {
 		defer func() {
 			// A store that panics must not take the server down.
 			if p := recover(); p != nil {
-				u.err = fmt.Errorf("store panicked storing %s: %v", res.key, p)
-				s.log.Error("upload panicked", "key", res.key.String(), "panic", p)
+				u.err = fmt.Errorf("store panicked storing %s: %v", res.Key, p)
+				s.log.Error("upload panicked", "key", res.Key.String(), "panic", p)
 				pr.CloseWithError(u.err)
 			}
 		}()
 		var src io.Reader = pr
-		if res.compressed {
-			z, err := cas.NewDecompressor(pr)
+		if res.Compressed {
+			z, err := zstdcodec.NewDecompressor(pr)
 			if err != nil {
 				u.err = err
 				pr.CloseWithError(err)
@@ -317,10 +320,8 @@ func (s *Server) startUpload(res resource) *upload {
 			defer z.Close()
 			src = z
 		}
-		v, err := cas.Verify(res.key, src)
-		if err == nil {
-			err = s.store.Put(context.Background(), res.key, res.key.Size, v)
-		}
+		// The store verifies the content against the key (Verifying).
+		err := s.store.Put(context.Background(), res.Key, res.Key.Size, src)
 		if err == nil {
 			// The whole blob was read; anything more the client sends is
 			// an error the stream reports.
@@ -336,16 +337,16 @@ func (s *Server) startUpload(res resource) *upload {
 // claim finds or creates the upload for res, starting at offset, and marks
 // it active. It fails if another stream is writing it or offset does not
 // continue it.
-func (s *Server) claim(res resource, offset int64) (*upload, error) {
+func (s *Server) claim(res resource.Name, offset int64) (*upload, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil, status.Error(codes.Unavailable, "server shutting down")
 	}
-	u := s.uploads[res.name]
+	u := s.uploads[res.Base]
 	if u != nil {
 		if u.active {
-			return nil, status.Errorf(codes.Aborted, "another stream is writing %s", res.name)
+			return nil, status.Errorf(codes.Aborted, "another stream is writing %s", res.Base)
 		}
 		switch {
 		case offset == u.committed.Load():
@@ -357,17 +358,17 @@ func (s *Server) claim(res resource, offset int64) (*upload, error) {
 			return u, nil
 		case offset == 0:
 			u.abort(errRestarted)
-			delete(s.uploads, res.name)
+			delete(s.uploads, res.Base)
 			s.parked--
 		default:
-			return nil, status.Errorf(codes.InvalidArgument, "write_offset %d does not continue %s, committed at %d", offset, res.name, u.committed.Load())
+			return nil, status.Errorf(codes.InvalidArgument, "write_offset %d does not continue %s, committed at %d", offset, res.Base, u.committed.Load())
 		}
 	} else if offset != 0 {
-		return nil, status.Errorf(codes.InvalidArgument, "write_offset %d for %s, which has no upload in progress (start at 0)", offset, res.name)
+		return nil, status.Errorf(codes.InvalidArgument, "write_offset %d for %s, which has no upload in progress (start at 0)", offset, res.Base)
 	}
 	u = s.startUpload(res)
 	u.active = true
-	s.uploads[res.name] = u
+	s.uploads[res.Base] = u
 	return u, nil
 }
 
@@ -376,9 +377,9 @@ func (s *Server) park(u *upload) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	u.active = false
-	if s.uploads[u.res.name] != u || s.parked >= s.maxParked {
-		if s.uploads[u.res.name] == u {
-			delete(s.uploads, u.res.name)
+	if s.uploads[u.res.Base] != u || s.parked >= s.maxParked {
+		if s.uploads[u.res.Base] == u {
+			delete(s.uploads, u.res.Base)
 		}
 		u.abort(errAbandoned)
 		return
@@ -387,8 +388,8 @@ func (s *Server) park(u *upload) {
 	u.timer = time.AfterFunc(s.idle, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if s.uploads[u.res.name] == u && !u.active {
-			delete(s.uploads, u.res.name)
+		if s.uploads[u.res.Base] == u && !u.active {
+			delete(s.uploads, u.res.Base)
 			s.parked--
 			u.abort(errAbandoned)
 		}
@@ -398,8 +399,8 @@ func (s *Server) park(u *upload) {
 // drop forgets u and aborts it if it has not finished.
 func (s *Server) drop(u *upload, err error) {
 	s.mu.Lock()
-	if s.uploads[u.res.name] == u {
-		delete(s.uploads, u.res.name)
+	if s.uploads[u.res.Base] == u {
+		delete(s.uploads, u.res.Base)
 	}
 	s.mu.Unlock()
 	u.abort(err)
@@ -407,7 +408,7 @@ func (s *Server) drop(u *upload, err error) {
 
 // exists reports whether the blob k is stored; the check counts as a use.
 func (s *Server) exists(ctx context.Context, k store.Key) bool {
-	if cas.IsEmptyKey(k) {
+	if store.IsEmpty(k) {
 		return true
 	}
 	missing, err := s.store.FindMissing(ctx, []store.Key{k})
@@ -425,16 +426,16 @@ func (s *Server) Write(stream bspb.ByteStream_WriteServer) error {
 		return status.Error(codes.InvalidArgument, "write stream without a request")
 	}
 	if err != nil {
-		return cas.Status(err)
+		return rpcstatus.Error(err)
 	}
-	res, err := parseWrite(req.ResourceName)
+	res, err := resource.ParseWrite(req.ResourceName)
 	if err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	if req.WriteOffset < 0 {
 		return status.Errorf(codes.InvalidArgument, "negative write_offset %d", req.WriteOffset)
 	}
-	if s.exists(ctx, res.key) {
+	if s.exists(ctx, res.Key) {
 		// Already stored (perhaps by a concurrent upload): end early, as
 		// REAPI allows.
 		return stream.SendAndClose(&bspb.WriteResponse{CommittedSize: completeSize(res)})
@@ -444,27 +445,27 @@ func (s *Server) Write(stream bspb.ByteStream_WriteServer) error {
 		return err
 	}
 	for {
-		if req.ResourceName != "" && req.ResourceName != res.name && !sameUpload(req.ResourceName, res) {
+		if req.ResourceName != "" && req.ResourceName != res.Base && !sameUpload(req.ResourceName, res) {
 			s.drop(u, errRestarted)
-			return status.Errorf(codes.InvalidArgument, "resource name changed within a stream: %q after %q", req.ResourceName, res.name)
+			return status.Errorf(codes.InvalidArgument, "resource name changed within a stream: %q after %q", req.ResourceName, res.Base)
 		}
 		committed := u.committed.Load()
 		if req.WriteOffset != committed {
 			s.drop(u, errRestarted)
 			return status.Errorf(codes.InvalidArgument, "write_offset %d, expected %d", req.WriteOffset, committed)
 		}
-		if !res.compressed && committed+int64(len(req.Data)) > res.key.Size {
+		if !res.Compressed && committed+int64(len(req.Data)) > res.Key.Size {
 			s.drop(u, errRestarted)
-			return status.Errorf(codes.InvalidArgument, "%d bytes written to %s, more than its size %d", committed+int64(len(req.Data)), res.name, res.key.Size)
+			return status.Errorf(codes.InvalidArgument, "%d bytes written to %s, more than its size %d", committed+int64(len(req.Data)), res.Base, res.Key.Size)
 		}
 		if len(req.Data) > 0 {
 			if _, err := u.pw.Write(req.Data); err != nil {
 				<-u.done
 				s.drop(u, err)
-				if u.err == nil && s.exists(ctx, res.key) {
+				if u.err == nil && s.exists(ctx, res.Key) {
 					// The blob completed before all the data was
 					// consumed: more data than the blob.
-					return status.Errorf(codes.InvalidArgument, "more data than the %d bytes of %s", res.key.Size, res.name)
+					return status.Errorf(codes.InvalidArgument, "more data than the %d bytes of %s", res.Key.Size, res.Base)
 				}
 				return writeErr(res, u.err)
 			}
@@ -477,14 +478,14 @@ func (s *Server) Write(stream bspb.ByteStream_WriteServer) error {
 			case <-ctx.Done():
 				// The Put goes on and finishes by itself.
 				s.drop(u, errAbandoned)
-				return cas.Status(ctx.Err())
+				return rpcstatus.Error(ctx.Err())
 			}
 			s.drop(u, errAbandoned)
 			if u.err != nil {
 				return writeErr(res, u.err)
 			}
-			size := res.key.Size
-			if res.compressed {
+			size := res.Key.Size
+			if res.Compressed {
 				size = u.committed.Load()
 			}
 			return stream.SendAndClose(&bspb.WriteResponse{CommittedSize: size})
@@ -492,55 +493,55 @@ func (s *Server) Write(stream bspb.ByteStream_WriteServer) error {
 		req, err = stream.Recv()
 		if err == io.EOF {
 			s.drop(u, errAbandoned)
-			return status.Errorf(codes.InvalidArgument, "write to %s ended after %d bytes without finish_write", res.name, u.committed.Load())
+			return status.Errorf(codes.InvalidArgument, "write to %s ended after %d bytes without finish_write", res.Base, u.committed.Load())
 		}
 		if err != nil {
 			// The client went away: keep what was committed so that it
 			// can resume.
 			s.park(u)
-			return cas.Status(err)
+			return rpcstatus.Error(err)
 		}
 	}
 }
 
 // sameUpload reports whether name is res's name with optional metadata.
-func sameUpload(name string, res resource) bool {
-	r, err := parseWrite(name)
-	return err == nil && r.name == res.name
+func sameUpload(name string, res resource.Name) bool {
+	r, err := resource.ParseWrite(name)
+	return err == nil && r.Base == res.Base
 }
 
-func completeSize(res resource) int64 {
-	if res.compressed {
+func completeSize(res resource.Name) int64 {
+	if res.Compressed {
 		return -1
 	}
-	return res.key.Size
+	return res.Key.Size
 }
 
-func writeErr(res resource, err error) error {
+func writeErr(res resource.Name, err error) error {
 	if err == nil {
-		return status.Errorf(codes.Internal, "write to %s failed", res.name)
+		return status.Errorf(codes.Internal, "write to %s failed", res.Base)
 	}
-	if errors.Is(err, cas.ErrDigestMismatch) || errors.Is(err, cas.ErrSizeMismatch) || errors.Is(err, cas.ErrCorrupt) {
-		return status.Errorf(codes.InvalidArgument, "write to %s: %v", res.name, err)
+	if errors.Is(err, store.ErrDigestMismatch) || errors.Is(err, store.ErrSizeMismatch) || errors.Is(err, zstdcodec.ErrCorrupt) {
+		return status.Errorf(codes.InvalidArgument, "write to %s: %v", res.Base, err)
 	}
-	return cas.Status(fmt.Errorf("write to %s: %w", res.name, err))
+	return rpcstatus.Error(fmt.Errorf("write to %s: %w", res.Base, err))
 }
 
 // QueryWriteStatus reports how much of an interrupted upload was committed,
 // or that the blob is complete.
 func (s *Server) QueryWriteStatus(ctx context.Context, req *bspb.QueryWriteStatusRequest) (*bspb.QueryWriteStatusResponse, error) {
-	res, err := parseWrite(req.ResourceName)
+	res, err := resource.ParseWrite(req.ResourceName)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	s.mu.Lock()
-	u := s.uploads[res.name]
+	u := s.uploads[res.Base]
 	s.mu.Unlock()
 	if u != nil {
 		return &bspb.QueryWriteStatusResponse{CommittedSize: u.committed.Load()}, nil
 	}
-	if s.exists(ctx, res.key) {
+	if s.exists(ctx, res.Key) {
 		return &bspb.QueryWriteStatusResponse{CommittedSize: completeSize(res), Complete: true}, nil
 	}
-	return nil, status.Errorf(codes.NotFound, "no upload in progress for %s", res.name)
+	return nil, status.Errorf(codes.NotFound, "no upload in progress for %s", res.Base)
 }

@@ -22,11 +22,11 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/ferrule-build/ferrule/remote/bytestream"
-	"github.com/ferrule-build/ferrule/remote/cas"
 	"github.com/ferrule-build/ferrule/remote/digest"
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/disk"
 	"github.com/ferrule-build/ferrule/remote/store/memory"
+	"github.com/ferrule-build/ferrule/remote/zstdcodec"
 )
 
 const sha = repb.DigestFunction_SHA256
@@ -300,7 +300,7 @@ func TestCompressedWrite(t *testing.T) {
 	e := setup(t, bytestream.Options{})
 	ctx := context.Background()
 	data := bytes.Repeat([]byte("compressible "), 100_000)
-	z := cas.Compress(data)
+	z := zstdcodec.Compress(data)
 	up, d := name(t, "", sha, data, "u", true)
 	resp, err := write(ctx, e.c, up, 0, z, 10_000, true)
 	if err != nil {
@@ -389,13 +389,13 @@ func TestZstdBomb(t *testing.T) {
 	ctx := context.Background()
 	small := []byte("tiny")
 	up, d := name(t, "", sha, small, "u", true)
-	bomb := cas.Compress(make([]byte, 64<<20)) // 64 MiB of zeros claiming to be 4 bytes
+	bomb := zstdcodec.Compress(make([]byte, 64<<20)) // 64 MiB of zeros claiming to be 4 bytes
 	_, err := write(ctx, e.c, up, 0, bomb, 64<<10, true)
 	wantCode(t, err, codes.InvalidArgument)
 	_, err = write(ctx, e.c, up, 0, []byte("this is not a zstd stream at all"), 64<<10, true)
 	wantCode(t, err, codes.InvalidArgument)
 	// Valid zstd of the wrong content.
-	_, err = write(ctx, e.c, up, 0, cas.Compress([]byte("tinY")), 64<<10, true)
+	_, err = write(ctx, e.c, up, 0, zstdcodec.Compress([]byte("tinY")), 64<<10, true)
 	wantCode(t, err, codes.InvalidArgument)
 	if e.has(t, key("", sha, d)) {
 		t.Fatal("stored")
@@ -533,7 +533,7 @@ func TestConcurrentWritersAndReaders(t *testing.T) {
 			up, _ := name(t, "", sha, data, fmt.Sprint("writer-", i), i%2 == 1)
 			payload := data
 			if i%2 == 1 {
-				payload = cas.Compress(data)
+				payload = zstdcodec.Compress(data)
 			}
 			resp, err := write(context.Background(), e.c, up, 0, payload, 64<<10, true)
 			if err != nil {
@@ -605,7 +605,7 @@ func TestHugeDeclaredSize(t *testing.T) {
 	} {
 		payload := []byte("some bytes")
 		if strings.Contains(res, "zstd") {
-			payload = cas.Compress(payload)
+			payload = zstdcodec.Compress(payload)
 		}
 		_, err := write(ctx, e.c, res, 0, payload, 100, true)
 		if status.Code(err) != codes.InvalidArgument && status.Code(err) != codes.ResourceExhausted {

@@ -11,10 +11,10 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/ferrule-build/ferrule/remote/bytestream"
-	"github.com/ferrule-build/ferrule/remote/cas"
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/disk"
 	"github.com/ferrule-build/ferrule/remote/store/memory"
+	"github.com/ferrule-build/ferrule/remote/zstdcodec"
 )
 
 // framedStore is a memory store that also hands out a compressed form of
@@ -34,7 +34,7 @@ func (f *framedStore) frames(t testing.TB, data []byte) []byte {
 	var out []byte
 	for len(data) > 0 {
 		n := min(len(data), frameSize)
-		out = append(out, cas.Compress(data[:n])...)
+		out = append(out, zstdcodec.Compress(data[:n])...)
 		data = data[n:]
 	}
 	return out
@@ -142,7 +142,7 @@ func TestOnDiskCompressed(t *testing.T) {
 		ctx := context.Background()
 		data := append(randBytes(700_000), bytes.Repeat([]byte("run of text "), 60_000)...)
 		up, _ := name(t, "", sha, data, "u", true)
-		if _, err := write(ctx, e.c, up, 0, cas.Compress(data), 64<<10, true); err != nil {
+		if _, err := write(ctx, e.c, up, 0, zstdcodec.Compress(data), 64<<10, true); err != nil {
 			t.Fatal(err)
 		}
 		zrd, d := name(t, "", sha, data, "", true)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferrule-build/ferrule/remote/cas"
 	"github.com/ferrule-build/ferrule/remote/digest"
+	"github.com/ferrule-build/ferrule/remote/resource"
 )
 
 // LowAPI and HighAPI bound the REAPI versions served. 2.0 is what Bazel 4.x
@@ -81,7 +82,7 @@ func (s *Server) SetExecution(ec *repb.ExecutionCapabilities) {
 // GetCapabilities describes the server. It is the same for every instance
 // name.
 func (s *Server) GetCapabilities(ctx context.Context, req *repb.GetCapabilitiesRequest) (*repb.ServerCapabilities, error) {
-	if err := cas.CheckInstance(req.InstanceName); err != nil {
+	if err := resource.CheckInstance(req.InstanceName); err != nil {
 		return nil, statusInvalid(err)
 	}
 	caps := &repb.ServerCapabilities{

@@ -1,8 +1,9 @@
 // Package cas implements the REAPI ContentAddressableStorage service on a
 // store.Store: FindMissingBlobs, BatchUpdateBlobs, BatchReadBlobs (both with
-// optional zstd) and GetTree with paging. It also holds what the other
-// services share about CAS keys: instance-name checks, digest resolution,
-// content verification and zstd codecs.
+// optional zstd) and GetTree with paging. Writes are verified by the
+// store's Verifying decorator (added by New when the store given lacks
+// it); names, statuses and codecs come from the resource, rpcstatus and
+// zstdcodec packages the other services share.
 package cas
 
 import (
@@ -23,7 +24,10 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/ferrule-build/ferrule/remote/resource"
+	"github.com/ferrule-build/ferrule/remote/rpcstatus"
 	"github.com/ferrule-build/ferrule/remote/store"
+	"github.com/ferrule-build/ferrule/remote/zstdcodec"
 )
 
 // DefaultMaxBatchBytes is the default limit on the blob bytes of one batch
@@ -63,7 +67,7 @@ func New(s store.Store, o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Server{store: s, maxBatchBytes: o.MaxBatchBytes, log: o.Logger}
+	return &Server{store: store.WithVerification(s), maxBatchBytes: o.MaxBatchBytes, log: o.Logger}
 }
 
 // Register adds the service to g.
@@ -74,27 +78,20 @@ func (s *Server) Register(g grpc.ServiceRegistrar) {
 // MaxBatchBytes is the batch limit in force.
 func (s *Server) MaxBatchBytes() int64 { return s.maxBatchBytes }
 
-func checkInstance(name string) error {
-	if err := CheckInstance(name); err != nil {
-		return status.Error(codes.InvalidArgument, err.Error())
-	}
-	return nil
-}
-
 // FindMissingBlobs reports which of the digests are not stored. Present
 // blobs count as used, which keeps them from eviction for a while.
 func (s *Server) FindMissingBlobs(ctx context.Context, req *repb.FindMissingBlobsRequest) (*repb.FindMissingBlobsResponse, error) {
-	if err := checkInstance(req.InstanceName); err != nil {
+	if err := resource.CheckInstanceStatus(req.InstanceName); err != nil {
 		return nil, err
 	}
 	keys := make([]store.Key, 0, len(req.BlobDigests))
 	digests := make([]*repb.Digest, 0, len(req.BlobDigests)) // parallel to keys
 	for _, d := range req.BlobDigests {
-		k, err := resolveDigest(store.CAS, req.InstanceName, req.DigestFunction, d)
+		k, err := resource.DigestKey(store.CAS, req.InstanceName, req.DigestFunction, d)
 		if err != nil {
 			return nil, err
 		}
-		if IsEmptyKey(k) {
+		if store.IsEmpty(k) {
 			continue
 		}
 		keys = append(keys, k)
@@ -106,7 +103,7 @@ func (s *Server) FindMissingBlobs(ctx context.Context, req *repb.FindMissingBlob
 	}
 	missing, err := s.store.FindMissing(ctx, keys)
 	if err != nil {
-		return nil, Status(err)
+		return nil, rpcstatus.Error(err)
 	}
 	// The store returns the missing keys in the order given: answer with
 	// the request's own digests rather than new ones.
@@ -155,7 +152,7 @@ func statusProto(err error) *spb.Status {
 	if err == nil {
 		return &spb.Status{}
 	}
-	return status.Convert(Status(err)).Proto()
+	return status.Convert(rpcstatus.Error(err)).Proto()
 }
 
 // BatchUpdateBlobs stores small blobs, each verified against its digest
@@ -163,7 +160,7 @@ func statusProto(err error) *spb.Status {
 // refused whole with INVALID_ARGUMENT (as REAPI specifies); every other
 // problem is reported per blob.
 func (s *Server) BatchUpdateBlobs(ctx context.Context, req *repb.BatchUpdateBlobsRequest) (*repb.BatchUpdateBlobsResponse, error) {
-	if err := checkInstance(req.InstanceName); err != nil {
+	if err := resource.CheckInstanceStatus(req.InstanceName); err != nil {
 		return nil, err
 	}
 	var total int64
@@ -185,57 +182,49 @@ func (s *Server) BatchUpdateBlobs(ctx context.Context, req *repb.BatchUpdateBlob
 }
 
 func (s *Server) updateOne(ctx context.Context, instance string, fn repb.DigestFunction_Value, r *repb.BatchUpdateBlobsRequest_Request) error {
-	k, err := resolveDigest(store.CAS, instance, fn, r.Digest)
+	k, err := resource.DigestKey(store.CAS, instance, fn, r.Digest)
 	if err != nil {
 		return err
 	}
 	if k.Size > s.maxBatchBytes {
 		return status.Errorf(codes.InvalidArgument, "blob %s/%d is larger than the batch limit of %d bytes; use ByteStream", k.Hash, k.Size, s.maxBatchBytes)
 	}
-	var src io.Reader
+	var data []byte
 	switch r.Compressor {
 	case repb.Compressor_IDENTITY:
 		if int64(len(r.Data)) != k.Size {
 			return status.Errorf(codes.InvalidArgument, "blob %s/%d: got %d bytes", k.Hash, k.Size, len(r.Data))
 		}
-		src = bytes.NewReader(r.Data)
+		data = r.Data
 	case repb.Compressor_ZSTD:
-		z, err := NewDecompressor(bytes.NewReader(r.Data))
+		// Decompress fully (at most one byte past the size) before
+		// storing, so that a bad blob costs the store nothing.
+		z, err := zstdcodec.NewDecompressor(bytes.NewReader(r.Data))
 		if err != nil {
-			return Status(err)
+			return rpcstatus.Error(err)
 		}
 		defer z.Close()
-		src = z
+		buf := bytes.NewBuffer(make([]byte, 0, k.Size))
+		if _, err := buf.ReadFrom(io.LimitReader(z, k.Size+1)); err != nil {
+			return rpcstatus.Error(err)
+		}
+		if int64(buf.Len()) != k.Size {
+			return status.Errorf(codes.InvalidArgument, "blob %s/%d: %v: decompressed to %d bytes or more", k.Hash, k.Size, store.ErrSizeMismatch, buf.Len())
+		}
+		data = buf.Bytes()
 	default:
 		return status.Errorf(codes.InvalidArgument, "blob %s/%d: unsupported compressor %s", k.Hash, k.Size, r.Compressor)
 	}
-	v, err := Verify(k, src)
-	if err != nil {
-		return status.Error(codes.InvalidArgument, err.Error())
+	if store.IsEmpty(k) {
+		return nil // nothing to store; the content was checked to be empty
 	}
-	if IsEmptyKey(k) {
-		// Nothing to store, but the (possibly compressed) content must
-		// still be empty.
-		_, err := io.Copy(io.Discard, v)
-		return Status(err)
-	}
-	if r.Compressor != repb.Compressor_IDENTITY {
-		// Decompress and verify fully before storing, so that a bad blob
-		// costs the store nothing.
-		buf := make([]byte, 0, k.Size)
-		w := bytes.NewBuffer(buf)
-		if _, err := io.Copy(w, v); err != nil {
-			return Status(err)
-		}
-		v = bytes.NewReader(w.Bytes())
-	}
-	return Status(s.store.Put(ctx, k, k.Size, v))
+	return rpcstatus.Error(s.store.Put(ctx, k, k.Size, bytes.NewReader(data)))
 }
 
 // BatchReadBlobs returns small blobs, zstd-compressed when the client lists
 // ZSTD among its acceptable compressors.
 func (s *Server) BatchReadBlobs(ctx context.Context, req *repb.BatchReadBlobsRequest) (*repb.BatchReadBlobsResponse, error) {
-	if err := checkInstance(req.InstanceName); err != nil {
+	if err := resource.CheckInstanceStatus(req.InstanceName); err != nil {
 		return nil, err
 	}
 	var total int64
@@ -276,37 +265,37 @@ func (s *Server) BatchReadBlobs(ctx context.Context, req *repb.BatchReadBlobsReq
 }
 
 func (s *Server) readOne(ctx context.Context, instance string, fn repb.DigestFunction_Value, d *repb.Digest) ([]byte, error) {
-	k, err := resolveDigest(store.CAS, instance, fn, d)
+	k, err := resource.DigestKey(store.CAS, instance, fn, d)
 	if err != nil {
 		return nil, err
 	}
-	return ReadBlob(ctx, s.store, k)
+	return readBlob(ctx, s.store, k)
 }
 
 // readOneCompressed returns the zstd compression of a blob: the frames the
 // store keeps if it keeps the blob compressed, otherwise the blob
 // compressed here.
 func (s *Server) readOneCompressed(ctx context.Context, instance string, fn repb.DigestFunction_Value, d *repb.Digest) ([]byte, error) {
-	k, err := resolveDigest(store.CAS, instance, fn, d)
+	k, err := resource.DigestKey(store.CAS, instance, fn, d)
 	if err != nil {
 		return nil, err
 	}
-	if !IsEmptyKey(k) && k.Size <= MaxInMemoryBlob {
+	if !store.IsEmpty(k) && k.Size <= MaxInMemoryBlob {
 		data, err := ReadCompressedBlob(ctx, s.store, k)
 		if !errors.Is(err, store.ErrNotCompressed) {
 			return data, err
 		}
 	}
-	data, err := ReadBlob(ctx, s.store, k)
+	data, err := readBlob(ctx, s.store, k)
 	if err != nil {
 		return nil, err
 	}
-	return Compress(data), nil
+	return zstdcodec.Compress(data), nil
 }
 
 // ReadCompressedBlob reads the stored zstd frames of blob k from st (see
 // store.CompressedReader), or fails with store.ErrNotCompressed (unwrapped,
-// so that callers can fall back to ReadBlob) when st does not keep k
+// so that callers can fall back to a plain read) when st does not keep k
 // compressed. Other errors are gRPC statuses.
 func ReadCompressedBlob(ctx context.Context, st store.Store, k store.Key) ([]byte, error) {
 	rc, size, err := store.GetCompressed(ctx, st, k)
@@ -314,7 +303,7 @@ func ReadCompressedBlob(ctx context.Context, st store.Store, k store.Key) ([]byt
 		if errors.Is(err, store.ErrNotCompressed) {
 			return nil, store.ErrNotCompressed
 		}
-		return nil, Status(err)
+		return nil, rpcstatus.Error(err)
 	}
 	defer rc.Close()
 	if size != k.Size {
@@ -335,33 +324,15 @@ func ReadCompressedBlob(ctx context.Context, st store.Store, k store.Key) ([]byt
 	return buf.Bytes(), nil
 }
 
-// MaxInMemoryBlob bounds the blobs ReadBlob reads whole (directories,
+// MaxInMemoryBlob bounds the blobs read whole (directories,
 // trees, batch reads).
 const MaxInMemoryBlob = 256 << 20
 
-// ReadBlob reads the whole blob k from st. The empty blob is always there.
-// A stored value whose length is not k.Size is reported as an internal
-// error rather than returned.
-func ReadBlob(ctx context.Context, st store.Store, k store.Key) ([]byte, error) {
-	if IsEmptyKey(k) {
-		return []byte{}, nil
-	}
-	if k.Size > MaxInMemoryBlob {
-		return nil, status.Errorf(codes.ResourceExhausted, "blob %s/%d is too large to read into memory (limit %d bytes)", k.Hash, k.Size, MaxInMemoryBlob)
-	}
-	rc, size, err := st.Get(ctx, k, 0)
-	if err != nil {
-		return nil, Status(err)
-	}
-	defer rc.Close()
-	if size != k.Size {
-		return nil, status.Errorf(codes.Internal, "stored blob %s has %d bytes, want %d", k, size, k.Size)
-	}
-	buf := make([]byte, size)
-	if _, err := io.ReadFull(rc, buf); err != nil {
-		return nil, status.Errorf(codes.Internal, "reading %s: %v", k, err)
-	}
-	return buf, nil
+// readBlob reads the whole blob k, verified (store.ReadBlob), with errors
+// as gRPC statuses.
+func readBlob(ctx context.Context, st store.Store, k store.Key) ([]byte, error) {
+	data, err := store.ReadBlob(ctx, st, k, MaxInMemoryBlob)
+	return data, rpcstatus.Error(err)
 }
 
 // GetTree streams the directories below (and including) root_digest,
@@ -370,10 +341,10 @@ func ReadBlob(ctx context.Context, st store.Store, k store.Key) ([]byte, error) 
 // are missing are left out; a missing root is NOT_FOUND.
 func (s *Server) GetTree(req *repb.GetTreeRequest, stream grpc.ServerStreamingServer[repb.GetTreeResponse]) error {
 	ctx := stream.Context()
-	if err := checkInstance(req.InstanceName); err != nil {
+	if err := resource.CheckInstanceStatus(req.InstanceName); err != nil {
 		return err
 	}
-	root, err := resolveDigest(store.CAS, req.InstanceName, req.DigestFunction, req.RootDigest)
+	root, err := resource.DigestKey(store.CAS, req.InstanceName, req.DigestFunction, req.RootDigest)
 	if err != nil {
 		return err
 	}
@@ -401,11 +372,11 @@ func (s *Server) GetTree(req *repb.GetTreeRequest, stream grpc.ServerStreamingSe
 	index := 0 // position in the breadth-first order of the next directory
 	for len(queue) > 0 {
 		if err := ctx.Err(); err != nil {
-			return Status(err)
+			return rpcstatus.Error(err)
 		}
 		k := queue[0]
 		queue = queue[1:]
-		data, err := ReadBlob(ctx, s.store, k)
+		data, err := readBlob(ctx, s.store, k)
 		if status.Code(err) == codes.NotFound {
 			if index == 0 && k == root {
 				return status.Errorf(codes.NotFound, "tree root %s/%d not found", root.Hash, root.Size)
@@ -423,7 +394,7 @@ func (s *Server) GetTree(req *repb.GetTreeRequest, stream grpc.ServerStreamingSe
 			return status.Errorf(codes.Internal, "directory %s/%d is not a Directory: %v", k.Hash, k.Size, err)
 		}
 		for _, sub := range dir.Directories {
-			sk, err := resolveDigest(store.CAS, req.InstanceName, root.Function, sub.Digest)
+			sk, err := resource.DigestKey(store.CAS, req.InstanceName, root.Function, sub.Digest)
 			if err != nil {
 				return status.Errorf(codes.InvalidArgument, "directory %s/%d: child %q: %v", k.Hash, k.Size, sub.Name, status.Convert(err).Message())
 			}

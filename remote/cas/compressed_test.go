@@ -17,6 +17,7 @@ import (
 	"github.com/ferrule-build/ferrule/remote/cas"
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/memory"
+	"github.com/ferrule-build/ferrule/remote/zstdcodec"
 )
 
 // twoFrames is a memory store that hands out blobs as two zstd frames (the
@@ -29,7 +30,7 @@ type twoFrames struct {
 
 func halves(data []byte) []byte {
 	h := len(data) / 2
-	return append(cas.Compress(data[:h]), cas.Compress(data[h:])...)
+	return append(zstdcodec.Compress(data[:h]), zstdcodec.Compress(data[h:])...)
 }
 
 func (s *twoFrames) GetCompressed(ctx context.Context, k store.Key) (io.ReadCloser, int64, error) {
@@ -102,7 +103,7 @@ func TestBatchReadStoredFrames(t *testing.T) {
 
 func unzstd(t *testing.T, b []byte) []byte {
 	t.Helper()
-	z, err := cas.NewDecompressor(bytes.NewReader(b))
+	z, err := zstdcodec.NewDecompressor(bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,8 +21,8 @@ import (
 	"github.com/ferrule-build/ferrule/remote/split"
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/chunked"
+	"github.com/ferrule-build/ferrule/remote/store/grpcstore"
 	"github.com/ferrule-build/ferrule/remote/store/memory"
-	"github.com/ferrule-build/ferrule/remote/worker"
 )
 
 func serve(t *testing.T, chunking bool) *grpc.ClientConn {
@@ -58,7 +58,7 @@ func serve(t *testing.T, chunking bool) *grpc.ClientConn {
 
 func client(t *testing.T, conn *grpc.ClientConn) *chunkclient.Store {
 	t.Helper()
-	s, err := chunkclient.New(context.Background(), conn, "", worker.NewRemoteStore(conn), chunkclient.Options{Local: store.Verifying(memory.New(0)), TempDir: t.TempDir()})
+	s, err := chunkclient.New(context.Background(), conn, "", grpcstore.New(conn), chunkclient.Options{Local: store.Verifying(memory.New(0)), TempDir: t.TempDir()})
 	if err != nil || s == nil {
 		t.Fatalf("chunking client: %v, %v", s, err)
 	}
@@ -109,7 +109,7 @@ func TestEditMovesFewChunks(t *testing.T) {
 	if first != k1.Size || second <= 0 || second > 200<<10 {
 		t.Fatalf("uploads sent %d bytes of %d, then %d of %d", first, k1.Size, second, k2.Size)
 	}
-	plain := worker.NewRemoteStore(conn)
+	plain := grpcstore.New(conn)
 	if !bytes.Equal(get(t, plain, k2), v2) {
 		t.Fatal("spliced blob does not read whole")
 	}
@@ -141,7 +141,7 @@ func TestEditMovesFewChunks(t *testing.T) {
 
 func TestServerWithoutChunking(t *testing.T) {
 	conn := serve(t, false)
-	s, err := chunkclient.New(context.Background(), conn, "", worker.NewRemoteStore(conn), chunkclient.Options{Local: memory.New(0)})
+	s, err := chunkclient.New(context.Background(), conn, "", grpcstore.New(conn), chunkclient.Options{Local: memory.New(0)})
 	if err != nil || s != nil {
 		t.Fatalf("got %v, %v; want no chunking client", s, err)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"time"
 
@@ -20,23 +19,16 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// maxMessageBlob bounds Action, Command, Directory and Tree blobs read into
-// memory.
-const maxMessageBlob = 64 << 20
-
 var errMissing = errors.New("blob missing")
 
 func (s *Service) casKey(instance string, fn repb.DigestFunction_Value, d *repb.Digest) store.Key {
 	return store.Key{Kind: store.CAS, Instance: instance, Function: fn, Hash: d.Hash, Size: d.SizeBytes}
 }
 
-// readBlob reads a whole small blob and checks it against its digest.
+// readBlob reads a whole message blob (store.ReadBlob: capped, verified).
 // A missing blob is errMissing.
 func (s *Service) readBlob(ctx context.Context, instance string, fn repb.DigestFunction_Value, d *repb.Digest) ([]byte, error) {
-	if d.SizeBytes > maxMessageBlob {
-		return nil, fmt.Errorf("blobs/%s/%d is larger than the %d bytes allowed for a message", d.Hash, d.SizeBytes, maxMessageBlob)
-	}
-	data, err := store.ReadBlob(ctx, s.st, instance, fn, d)
+	data, err := store.ReadBlob(ctx, s.st, s.casKey(instance, fn, d), store.MaxMessageBytes)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, errMissing
 	}
@@ -334,54 +326,21 @@ func (s *Service) findMissing(ctx context.Context, instance string, fn repb.Dige
 	return out, nil
 }
 
-// lookupCache returns the cached result of the action if there is one and
-// every blob it references is still in the CAS.
+// lookupCache returns the cached result of the action if there is one; the
+// store's Complete decorator serves only results whose every referenced
+// blob is still in the CAS.
 func (s *Service) lookupCache(ctx context.Context, instance string, fn repb.DigestFunction_Value, ad *repb.Digest) *repb.ActionResult {
-	rc, _, err := s.st.Get(ctx, store.Key{Kind: store.AC, Instance: instance, Function: fn, Hash: ad.Hash, Size: ad.SizeBytes}, 0)
+	key := store.Key{Kind: store.AC, Instance: instance, Function: fn, Hash: ad.Hash, Size: ad.SizeBytes}
+	data, err := store.ReadBlob(ctx, s.st, key, store.MaxMessageBytes)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
 			s.log.Warn("action cache lookup failed", "action", ad.Hash, "err", err)
 		}
 		return nil
 	}
-	data, err := io.ReadAll(io.LimitReader(rc, maxMessageBlob))
-	rc.Close()
-	if err != nil {
-		return nil
-	}
 	res := &repb.ActionResult{}
 	if err := proto.Unmarshal(data, res); err != nil {
 		s.log.Warn("unparsable action cache entry", "action", ad.Hash, "err", err)
-		return nil
-	}
-	need := map[string]*repb.Digest{}
-	add := func(d *repb.Digest) {
-		if d != nil && !digest.IsEmpty(fn, d) {
-			need[d.Hash] = d
-		}
-	}
-	add(res.StdoutDigest)
-	add(res.StderrDigest)
-	for _, f := range res.OutputFiles {
-		add(f.Digest)
-	}
-	for _, od := range res.OutputDirectories {
-		data, err := s.readBlob(ctx, instance, fn, od.TreeDigest)
-		if err != nil {
-			return nil
-		}
-		tree := &repb.Tree{}
-		if err := proto.Unmarshal(data, tree); err != nil {
-			return nil
-		}
-		for _, dir := range append([]*repb.Directory{tree.Root}, tree.Children...) {
-			for _, f := range dir.GetFiles() {
-				add(f.Digest)
-			}
-		}
-	}
-	missing, err := s.findMissing(ctx, instance, fn, need)
-	if err != nil || len(missing) > 0 {
 		return nil
 	}
 	return res

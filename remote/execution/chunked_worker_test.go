@@ -21,6 +21,7 @@ import (
 	"github.com/ferrule-build/ferrule/remote/split"
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/chunked"
+	"github.com/ferrule-build/ferrule/remote/store/grpcstore"
 	"github.com/ferrule-build/ferrule/remote/store/memory"
 	"github.com/ferrule-build/ferrule/remote/worker"
 )
@@ -54,7 +55,7 @@ func TestWorkerMovesLargeFilesByChunks(t *testing.T) {
 	t.Cleanup(func() { conn.Close() })
 	e := &env{t: t, st: ch, svc: svc, exec: repb.NewExecutionClient(conn), conn: conn, ctx: ctx, props: worker.DefaultPlatform()}
 
-	cc, err := chunkclient.New(ctx, conn, "", worker.NewRemoteStore(conn), chunkclient.Options{Local: store.Verifying(memory.New(0))})
+	cc, err := chunkclient.New(ctx, conn, "", grpcstore.New(conn), chunkclient.Options{Local: store.Verifying(memory.New(0))})
 	if err != nil || cc == nil {
 		t.Fatalf("chunking client: %v, %v", cc, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"github.com/ferrule-build/ferrule/remote/store/grpcstore"
 	"github.com/ferrule-build/ferrule/remote/worker"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -27,7 +28,7 @@ func runTestWorker(addr, dir string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	r, err := worker.New(worker.Options{ID: fmt.Sprintf("subprocess-%d", os.Getpid()), Dir: dir, Store: worker.NewRemoteStore(conn), Logger: quietLogger()})
+	r, err := worker.New(worker.Options{ID: fmt.Sprintf("subprocess-%d", os.Getpid()), Dir: dir, Store: grpcstore.New(conn), Logger: quietLogger()})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -12,6 +12,12 @@
 // to the Action Cache. A worker that dies, loses its stream or misses its
 // heartbeats has its actions requeued for another worker.
 //
+// The service reads and writes through the server's store (server.Stack):
+// Action, Command and Directory blobs with store.ReadBlob (capped, verified),
+// cache hits through the Complete decorator, so a result whose outputs were
+// evicted is run again rather than served; New adds Complete and Verifying
+// when it is given a bare backend.
+//
 // Every error about an action (missing inputs, bad Command, timeouts,
 // unsupported platform) is reported in ExecuteResponse.status of a done
 // Operation, never in Operation.error; only a malformed ExecuteRequest itself
@@ -29,8 +35,8 @@ import (
 
 	"cloud.google.com/go/longrunning/autogen/longrunningpb"
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
-	"github.com/ferrule-build/ferrule/remote/execution/workerpb"
 	"github.com/ferrule-build/ferrule/remote/store"
+	"github.com/ferrule-build/ferrule/remote/workerpb"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -110,7 +116,7 @@ func New(st store.Store, opts Options) *Service {
 		log = slog.Default()
 	}
 	return &Service{
-		st: st, opts: opts, log: log.With("service", "execution"),
+		st: store.WithCompleteness(store.WithVerification(st)), opts: opts, log: log.With("service", "execution"),
 		ops: map[string]*operation{}, inflight: map[string]*job{}, queues: map[string]*jobQueue{},
 		leases: map[string]*job{}, workers: map[*workerReg]*workerReg{}, wake: make(chan struct{}),
 	}

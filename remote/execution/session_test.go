@@ -6,7 +6,7 @@ import (
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
-	"github.com/ferrule-build/ferrule/remote/execution/workerpb"
+	"github.com/ferrule-build/ferrule/remote/workerpb"
 )
 
 // A worker only gets actions whose platform it satisfies.

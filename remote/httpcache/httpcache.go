@@ -29,8 +29,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ferrule-build/ferrule/remote/ac"
-	"github.com/ferrule-build/ferrule/remote/cas"
 	"github.com/ferrule-build/ferrule/remote/digest"
+	"github.com/ferrule-build/ferrule/remote/resource"
+	"github.com/ferrule-build/ferrule/remote/rpcstatus"
 	"github.com/ferrule-build/ferrule/remote/store"
 )
 
@@ -76,7 +77,7 @@ func New(s store.Store, o Options) *Handler {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Handler{store: s, opts: o, sizes: map[sizeKey]int64{}}
+	return &Handler{store: store.WithCompleteness(store.WithVerification(s)), opts: o, sizes: map[sizeKey]int64{}}
 }
 
 func (h *Handler) remember(instance, hash string, size int64) {
@@ -132,7 +133,7 @@ func parse(p string) (instance string, kind store.Kind, hash string, err error) 
 		return "", 0, "", errors.New("want /ac/<hash> or /cas/<hash>")
 	}
 	instance = strings.Join(segs[:len(segs)-2], "/")
-	if err := cas.CheckInstance(instance); err != nil {
+	if err := resource.CheckInstance(instance); err != nil {
 		return "", 0, "", err
 	}
 	if err := digest.Validate(repb.DigestFunction_SHA256, &repb.Digest{Hash: hash}); err != nil {
@@ -179,7 +180,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		http.Error(w, "request body ended early: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	switch status.Code(cas.Status(err)) {
+	switch status.Code(rpcstatus.Error(err)) {
 	case codes.NotFound:
 		code = http.StatusNotFound
 	case codes.InvalidArgument:
@@ -192,7 +193,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if code == http.StatusInternalServerError {
 		h.opts.Logger.Error("http cache", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	http.Error(w, status.Convert(cas.Status(err)).Message(), code)
+	http.Error(w, status.Convert(rpcstatus.Error(err)).Message(), code)
 }
 
 func (h *Handler) getCAS(w http.ResponseWriter, r *http.Request, k store.Key) {
@@ -235,28 +236,15 @@ func (h *Handler) getCAS(w http.ResponseWriter, r *http.Request, k store.Key) {
 }
 
 func (h *Handler) getAC(w http.ResponseWriter, r *http.Request, k store.Key) {
-	rc, size, err := h.store.Get(r.Context(), k, 0)
+	// The store's Complete decorator serves only complete results.
+	data, err := store.ReadBlob(r.Context(), h.store, k, h.opts.MaxResultBytes)
 	if err != nil {
 		h.fail(w, r, err)
-		return
-	}
-	defer rc.Close()
-	if size > h.opts.MaxResultBytes {
-		h.fail(w, r, fmt.Errorf("stored result %s has %d bytes, over the limit", k, size))
-		return
-	}
-	data := make([]byte, size)
-	if _, err := io.ReadFull(rc, data); err != nil {
-		h.fail(w, r, fmt.Errorf("reading %s: %w", k, err))
 		return
 	}
 	res := &repb.ActionResult{}
 	if err := proto.Unmarshal(data, res); err != nil {
 		http.Error(w, "stored result does not parse", http.StatusNotFound)
-		return
-	}
-	if err := ac.Complete(r.Context(), h.store, k.Instance, k.Function, res); err != nil {
-		h.fail(w, r, err)
 		return
 	}
 	h.learn(r.Context(), k.Instance, res)
@@ -288,7 +276,7 @@ func (h *Handler) learn(ctx context.Context, instance string, res *repb.ActionRe
 			continue
 		}
 		k := store.Key{Kind: store.CAS, Instance: instance, Function: repb.DigestFunction_SHA256, Hash: d.TreeDigest.Hash, Size: d.TreeDigest.SizeBytes}
-		data, err := cas.ReadBlob(ctx, h.store, k)
+		data, err := store.ReadBlob(ctx, h.store, k, store.MaxMessageBytes)
 		if err != nil {
 			continue
 		}
@@ -322,15 +310,11 @@ func (h *Handler) putCAS(w http.ResponseWriter, r *http.Request, k store.Key) {
 		return
 	}
 	k.Size = size
-	v, err := cas.Verify(k, r.Body)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	if cas.IsEmptyKey(k) {
-		_, err = io.Copy(io.Discard, v)
-	} else {
-		err = h.store.Put(r.Context(), k, size, v)
+	// The store verifies the body against the hash (Verifying); the
+	// empty blob needs no entry.
+	var err error
+	if !store.IsEmpty(k) {
+		err = h.store.Put(r.Context(), k, size, r.Body)
 	}
 	if err != nil {
 		h.fail(w, r, err)

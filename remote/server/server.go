@@ -5,6 +5,18 @@
 // web page of package web), over one store. `ferrule serve`
 // and the tests share it; an execution service registers itself with
 // RegisterExecution before Serve.
+//
+// Every service and the execution engine use one store, the backend under
+// a stack of decorators that add one concern each (see Stack):
+//
+//	store.Metrics      counts calls, bytes and errors per kind
+//	store.Complete     AC reads: NOT_FOUND unless every referenced blob is present
+//	store.ACCache      recently used AC entries in memory
+//	store.Verifying    CAS writes: hashed, nothing stored on a mismatch
+//	chunked.Store      blobs spliced from chunks (split and splice calls)
+//	backend            disk (LRU-bounded, optionally zstd at rest) or memory
+//
+// Services translate their protocol onto that store and nothing else.
 package server
 
 import (
@@ -29,7 +41,6 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
@@ -39,11 +50,13 @@ import (
 	"github.com/ferrule-build/ferrule/remote/capabilities"
 	"github.com/ferrule-build/ferrule/remote/cas"
 	"github.com/ferrule-build/ferrule/remote/execution"
+	"github.com/ferrule-build/ferrule/remote/grpcbuf"
 	"github.com/ferrule-build/ferrule/remote/httpcache"
 	"github.com/ferrule-build/ferrule/remote/split"
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/chunked"
 	"github.com/ferrule-build/ferrule/remote/web"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config configures a Server.
@@ -69,7 +82,7 @@ type Config struct {
 	// waits to be resumed.
 	UploadIdleTimeout time.Duration
 	// ACCacheBytes bounds the memory that keeps recently used action cache
-	// entries in front of Store (see store.ACCache); 0 means
+	// entries above Store (see store.ACCache and Stack); 0 means
 	// DefaultACCacheBytes, negative turns the cache off.
 	ACCacheBytes int64
 	// Chunking sets the parameters of the split and splice calls.
@@ -146,25 +159,15 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), started: time.Now()}
 	chunks := chunked.New(cfg.Store, chunked.Options{})
-	var st store.Store = chunks
-	if cfg.ACCacheBytes >= 0 {
-		if cfg.ACCacheBytes == 0 {
-			cfg.ACCacheBytes = DefaultACCacheBytes
-		}
-		st = store.ACCache(st, cfg.ACCacheBytes)
-	}
-	st, err := store.Metrics(st, s.metrics.reg)
-	if err != nil {
-		return nil, fmt.Errorf("server: store metrics: %w", err)
-	}
-	s.store = st
-
-	pool, err := bufferPool()
+	st, err := Stack(chunks, cfg.ACCacheBytes, s.metrics.reg)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	s.store = st
+
 	s.grpc = grpc.NewServer(
-		experimental.BufferPool(pool),
+		experimental.BufferPool(grpcbuf.Default),
+		grpc.ForceServerCodecV2(grpcbuf.Codec{}),
 		grpc.MaxRecvMsgSize(recvLimit(cfg.MaxBatchBytes)),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			Time:    2 * time.Minute,
@@ -224,14 +227,27 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// bufferPool is the pool gRPC takes its message buffers from. grpc-go's
-// default has tiers of 256 B, 4 KiB, 16 KiB, 32 KiB and 1 MiB and clears a
-// buffer's whole capacity when handing it out, so a 256 KiB ByteStream
-// response or a 70 KB FindMissingBlobs request took and cleared 1 MiB.
-// Power-of-two tiers from 256 B to 4 MiB make each message take at most
-// twice its size (ByteStream's chunks are sized to fit 256 KiB).
-func bufferPool() (mem.BufferPool, error) {
-	return mem.NewBinaryTieredBufferPool(8, 12, 14, 15, 16, 17, 18, 19, 20, 21, 22)
+// Stack builds the store the services share from a backend (New passes
+// the chunked store over Config.Store), outermost
+// first: Metrics (registered on reg), Complete, ACCache (acCacheBytes; 0
+// means DefaultACCacheBytes, negative leaves it out) and Verifying.
+// Complete sits above the entry cache so that a cached result is checked
+// again on every read; Verifying sits below the cache so that nothing it
+// refuses reaches either.
+func Stack(backend store.Store, acCacheBytes int64, reg prometheus.Registerer) (store.Store, error) {
+	st := store.Verifying(backend)
+	if acCacheBytes >= 0 {
+		if acCacheBytes == 0 {
+			acCacheBytes = DefaultACCacheBytes
+		}
+		st = store.ACCache(st, acCacheBytes)
+	}
+	st = store.Complete(st)
+	st, err := store.Metrics(st, reg)
+	if err != nil {
+		return nil, fmt.Errorf("store metrics: %w", err)
+	}
+	return st, nil
 }
 
 // recoverUnary turns a panic in a handler into an INTERNAL status, so that
@@ -256,8 +272,8 @@ func (s *Server) recoverStream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 	return h(srv, ss)
 }
 
-// Store returns the store the services use (Config.Store with the action
-// cache entry cache and metrics), for services registered later, such as
+// Store returns the store the services use (Config.Store under the
+// decorators Stack adds), for services registered later, such as
 // execution, to share it.
 func (s *Server) Store() store.Store { return s.store }
 

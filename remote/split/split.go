@@ -16,6 +16,8 @@ import (
 
 	"github.com/ferrule-build/ferrule/remote/cas"
 	"github.com/ferrule-build/ferrule/remote/cdc"
+	"github.com/ferrule-build/ferrule/remote/resource"
+	"github.com/ferrule-build/ferrule/remote/rpcstatus"
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/chunked"
 )
@@ -115,11 +117,11 @@ func toStatus(err error) error {
 	case errors.Is(err, chunked.ErrBadSplice):
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
-	return cas.Status(err)
+	return rpcstatus.Error(err)
 }
 
 func (s *Server) split(ctx context.Context, instance string, d *repb.Digest, dfn repb.DigestFunction_Value, cfn repb.ChunkingFunction_Value) (*repb.SplitBlobResponse, error) {
-	k, err := cas.ResolveKey(store.CAS, instance, dfn, d)
+	k, err := resource.Key(store.CAS, instance, dfn, d)
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +172,7 @@ func (s *Server) GetChunkMapping(req *repb.GetChunkMappingRequest, stream grpc.S
 }
 
 func (s *Server) splice(ctx context.Context, instance string, d *repb.Digest, dfn repb.DigestFunction_Value, cfn repb.ChunkingFunction_Value, chunks []*repb.Digest) (*repb.Digest, error) {
-	k, err := cas.ResolveKey(store.CAS, instance, dfn, d)
+	k, err := resource.Key(store.CAS, instance, dfn, d)
 	if err != nil {
 		return nil, err
 	}

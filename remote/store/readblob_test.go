@@ -20,10 +20,10 @@ func TestReadBlob(t *testing.T) {
 	d, _ := digest.Of(fn, good)
 	key := store.Key{Kind: store.CAS, Function: fn, Hash: d.Hash, Size: d.SizeBytes}
 
-	if _, err := store.ReadBlob(ctx, st, "", fn, d); !errors.Is(err, store.ErrNotFound) {
+	if _, err := store.ReadBlob(ctx, st, key, 1<<20); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("missing blob: err = %v, want ErrNotFound", err)
 	}
-	if data, err := store.ReadBlob(ctx, st, "", fn, digest.Empty(fn)); err != nil || len(data) != 0 {
+	if data, err := store.ReadBlob(ctx, st, store.Key{Kind: store.CAS, Function: fn, Hash: digest.Empty(fn).Hash}, 1<<20); err != nil || len(data) != 0 {
 		t.Errorf("empty blob: %q, %v", data, err)
 	}
 
@@ -33,7 +33,7 @@ func TestReadBlob(t *testing.T) {
 	if err := st.Put(ctx, key, int64(len(bad)), bytes.NewReader(bad)); err != nil {
 		t.Fatal(err)
 	}
-	if data, err := store.ReadBlob(ctx, st, "", fn, d); !errors.Is(err, store.ErrCorrupt) {
+	if data, err := store.ReadBlob(ctx, st, key, 1<<20); !errors.Is(err, store.ErrCorrupt) {
 		t.Errorf("corrupt blob: got %q, %v; want ErrCorrupt", data, err)
 	}
 
@@ -41,7 +41,10 @@ func TestReadBlob(t *testing.T) {
 	if err := st.Put(ctx, other, d.SizeBytes, bytes.NewReader(good)); err != nil {
 		t.Fatal(err)
 	}
-	if data, err := store.ReadBlob(ctx, st, "other", fn, d); err != nil || !bytes.Equal(data, good) {
+	if data, err := store.ReadBlob(ctx, st, other, 1<<20); err != nil || !bytes.Equal(data, good) {
 		t.Errorf("good blob: %q, %v", data, err)
+	}
+	if _, err := store.ReadBlob(ctx, st, other, d.SizeBytes-1); !errors.Is(err, store.ErrTooLarge) {
+		t.Errorf("blob over the limit: err = %v, want ErrTooLarge", err)
 	}
 }

@@ -1,9 +1,19 @@
 // Package store defines the blob store that every Ferrule storage backend
-// implements (memory, disk, S3-compatible) and that decorators wrap to add
-// one concern each (verification, metrics, completeness checking, ...).
+// implements (memory, disk, and the worker's gRPC client in grpcstore) and
+// that decorators wrap to add one concern each. The server stacks them
+// (server.Stack), outermost first:
 //
-// The gRPC and HTTP services translate their protocols onto a Store and
-// nothing else; they never touch files or buckets directly.
+//	Metrics    counts calls, bytes and errors per kind
+//	Complete   AC reads: NOT_FOUND unless every referenced blob is present
+//	ACCache    recently used AC entries in memory
+//	Verifying  CAS writes: hashed (VerifyReader), nothing stored on a mismatch
+//	chunked    blobs spliced from chunks (package store/chunked)
+//	backend    disk or memory
+//
+// ReadBlob is the one capped, verified whole-blob read. The gRPC and HTTP
+// services and the execution engine translate their protocols onto a Store
+// and nothing else; a service given a bare backend adds the Verifying and
+// Complete decorators it relies on (WithVerification, WithCompleteness).
 package store
 
 import (

@@ -50,11 +50,26 @@ func (v *verifying) Put(ctx context.Context, key Key, size int64, r io.Reader) e
 	if size != k.Size {
 		return fmt.Errorf("put %s: %w: %d bytes offered for a digest of %d", k, ErrSizeMismatch, size, k.Size)
 	}
-	h, err := digest.New(k.Function)
+	vr, err := VerifyReader(k, r)
 	if err != nil {
 		return fmt.Errorf("put %s: %w", k, err)
 	}
-	return v.next.Put(ctx, key, size, &verifyingReader{r: r, h: h, key: k})
+	return v.next.Put(ctx, key, size, vr)
+}
+
+// VerifyReader wraps r so that reading it to the end fails with an error
+// wrapping ErrSizeMismatch or ErrDigestMismatch, in place of io.EOF,
+// unless r yields exactly the content that the CAS key names. It never
+// reads more than one byte past key.Size, so a source that does not end
+// (a decompression bomb) costs no more than that. It is the one check of
+// content against digest: the Verifying decorator, whole-blob reads
+// (ReadBlob) and the worker's file cache use it.
+func VerifyReader(key Key, r io.Reader) (io.Reader, error) {
+	h, err := digest.New(key.Function)
+	if err != nil {
+		return nil, err
+	}
+	return &verifyingReader{r: r, h: h, key: key}, nil
 }
 
 // verifyingReader passes r through while hashing it and replaces the final
@@ -72,18 +87,19 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 		return 0, v.err
 	}
 	// Never read more than one byte past the declared size, so a stream
-	// that does not end cannot make us hash without bound.
-	if rest := v.key.Size - v.n; int64(len(p)) > rest+1 {
+	// that does not end cannot make us hash without bound (written so
+	// that a size near the int64 limit cannot overflow).
+	if rest := v.key.Size - v.n; rest < int64(len(p)) {
 		p = p[:rest+1]
 	}
 	n, err := v.r.Read(p)
 	v.n += int64(n)
-	v.h.Write(p[:n])
-	switch {
-	case v.n > v.key.Size:
+	if v.n > v.key.Size {
 		v.err = fmt.Errorf("%w: %s: more than the %d bytes declared", ErrSizeMismatch, v.key, v.key.Size)
-		return n, v.err
-	case err == io.EOF:
+		return 0, v.err
+	}
+	v.h.Write(p[:n])
+	if err == io.EOF {
 		if v.n != v.key.Size {
 			v.err = fmt.Errorf("%w: %s: got %d bytes, declared %d", ErrSizeMismatch, v.key, v.n, v.key.Size)
 		} else if got := hex.EncodeToString(v.h.Sum(nil)); got != v.key.Hash {

@@ -3,8 +3,6 @@ package worker
 import (
 	"container/list"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +13,6 @@ import (
 	"syscall"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
-	"github.com/ferrule-build/ferrule/remote/digest"
 	"github.com/ferrule-build/ferrule/remote/store"
 )
 
@@ -23,7 +20,8 @@ import (
 // hardlinks instead of downloads and copies. Executable and non-executable
 // variants of the same blob are separate entries (modes 0555 and 0444), so a
 // hardlink never changes the mode another action sees. Entries are written to
-// a temporary name, verified against their digest and renamed into place, so
+// a temporary name, verified against their digest (store.VerifyReader) and
+// renamed into place, so
 // a crash never leaves a partial entry under a real name. The cache is
 // emptied when the worker starts.
 type fileCache struct {
@@ -210,7 +208,8 @@ func (e *missingBlobError) Error() string {
 }
 
 func (c *fileCache) fetch(ctx context.Context, instance string, fn repb.DigestFunction_Value, d *repb.Digest, mode os.FileMode, name string) error {
-	rc, size, err := c.st.Get(ctx, store.Key{Kind: store.CAS, Instance: instance, Function: fn, Hash: d.Hash, Size: d.SizeBytes}, 0)
+	key := store.Key{Kind: store.CAS, Instance: instance, Function: fn, Hash: d.Hash, Size: d.SizeBytes}
+	rc, size, err := c.st.Get(ctx, key, 0)
 	if errors.Is(err, store.ErrNotFound) {
 		return &missingBlobError{digests: []*repb.Digest{d}}
 	}
@@ -230,31 +229,20 @@ func (c *fileCache) fetch(ctx context.Context, instance string, fn repb.DigestFu
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	h, err := digest.New(fn)
+	v, err := store.VerifyReader(key, rc)
 	if err != nil {
 		tmp.Close()
 		return err
 	}
-	n, err := io.Copy(io.MultiWriter(tmp, h), rc)
+	err = store.ReadExactly(tmp, v, d.SizeBytes, nil)
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return fmt.Errorf("fetching blobs/%s/%d: %w", d.Hash, d.SizeBytes, err)
 	}
-	if n != d.SizeBytes || hex.EncodeToString(h.Sum(nil)) != d.Hash {
-		return fmt.Errorf("blobs/%s/%d: content does not match its digest", d.Hash, d.SizeBytes)
-	}
 	if err := os.Chmod(tmp.Name(), mode); err != nil {
 		return err
 	}
 	return os.Rename(tmp.Name(), final)
-}
-
-func newRandom() []byte {
-	b := make([]byte, 16)
-	rand.Read(b)
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return b
 }

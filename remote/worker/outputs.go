@@ -17,9 +17,6 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// maxMessageBlob bounds the Directory and Tree blobs read into memory.
-const maxMessageBlob = 64 << 20
-
 // readDirectory reads and parses one Directory blob, verifying its digest.
 func readDirectory(ctx context.Context, st store.Store, instance string, fn repb.DigestFunction_Value, d *repb.Digest) (*repb.Directory, error) {
 	data, err := readBlob(ctx, st, instance, fn, d)
@@ -34,10 +31,11 @@ func readDirectory(ctx context.Context, st store.Store, instance string, fn repb
 }
 
 func readBlob(ctx context.Context, st store.Store, instance string, fn repb.DigestFunction_Value, d *repb.Digest) ([]byte, error) {
-	if d.SizeBytes > maxMessageBlob {
+	if d.SizeBytes > store.MaxMessageBytes {
 		return nil, invalidf("blobs/%s/%d is too large for a message", d.Hash, d.SizeBytes)
 	}
-	data, err := store.ReadBlob(ctx, st, instance, fn, d)
+	k := store.Key{Kind: store.CAS, Instance: instance, Function: fn, Hash: d.Hash, Size: d.SizeBytes}
+	data, err := store.ReadBlob(ctx, st, k, store.MaxMessageBytes)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, &missingBlobError{digests: []*repb.Digest{d}}
 	}

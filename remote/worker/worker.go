@@ -8,7 +8,7 @@
 //
 // A Runner talks to storage only through store.Store: an in-process worker
 // gets the server's store, a `ferrule worker` process a store that speaks
-// REAPI CAS and ByteStream over gRPC (see NewRemoteStore).
+// REAPI CAS and ByteStream over gRPC (see package store/grpcstore).
 package worker
 
 import (

@@ -18,13 +18,13 @@ func init() {
 
 // runBindgen implements
 //
-//	builder bindgen --bindgen EXE --libclang SO --header H --out F [BINDGEN_FLAGS...] -- CLANG_ARGS...
+//	builder bindgen --bindgen EXE --libclang SO --header H --out F [--rustfmt EXE] [--arg BINDGEN_FLAG]... -- CLANG_ARGS...
 //
 // bindgen finds libclang through LIBCLANG_PATH (the directory of --libclang,
-// made absolute here, inside the action). The bindings are normalised so that
-// they are the same on every machine: the exec root and any absolute path
-// prefix given with --strip-prefix are removed, line endings and trailing
-// space are canonical, and the file ends with one newline.
+// made absolute here, inside the action), and rustfmt through RUSTFMT. The
+// bindings are normalised so that they are the same on every machine: the
+// exec root is removed, line endings and trailing space are canonical, and
+// the file ends with one newline.
 func runBindgen(args []string, stdout, stderr io.Writer) error {
 	own, clangArgs := splitDashDash(args)
 	fs := newFlags("bindgen", stderr)

@@ -1,4 +1,7 @@
-package cas
+// Package resource names what clients, servers, workers and the load
+// generator exchange: instance names, store keys from REAPI digests, and
+// ByteStream resource names, built and parsed in one place.
+package resource
 
 import (
 	"fmt"
@@ -52,18 +55,26 @@ func CheckInstance(name string) error {
 	return nil
 }
 
-// ResolveKey validates instance and d (a digest under fn, or under the
-// function inferred from the hash when fn is UNKNOWN) and returns the store
-// key for it. Errors are gRPC INVALID_ARGUMENT statuses.
-func ResolveKey(kind store.Kind, instance string, fn repb.DigestFunction_Value, d *repb.Digest) (store.Key, error) {
-	if err := CheckInstance(instance); err != nil {
-		return store.Key{}, status.Error(codes.InvalidArgument, err.Error())
+// CheckInstanceStatus is CheckInstance with an INVALID_ARGUMENT status.
+func CheckInstanceStatus(name string) error {
+	if err := CheckInstance(name); err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
 	}
-	return resolveDigest(kind, instance, fn, d)
+	return nil
 }
 
-// resolveDigest is ResolveKey for an instance name already checked.
-func resolveDigest(kind store.Kind, instance string, fn repb.DigestFunction_Value, d *repb.Digest) (store.Key, error) {
+// Key validates instance and d (a digest under fn, or under the function
+// inferred from the hash when fn is UNKNOWN) and returns the store key for
+// it. Errors are gRPC INVALID_ARGUMENT statuses.
+func Key(kind store.Kind, instance string, fn repb.DigestFunction_Value, d *repb.Digest) (store.Key, error) {
+	if err := CheckInstanceStatus(instance); err != nil {
+		return store.Key{}, err
+	}
+	return DigestKey(kind, instance, fn, d)
+}
+
+// DigestKey is Key for an instance name already checked.
+func DigestKey(kind store.Kind, instance string, fn repb.DigestFunction_Value, d *repb.Digest) (store.Key, error) {
 	if d == nil {
 		return store.Key{}, status.Error(codes.InvalidArgument, "missing digest")
 	}
@@ -75,9 +86,4 @@ func resolveDigest(kind store.Kind, instance string, fn repb.DigestFunction_Valu
 		return store.Key{}, status.Error(codes.InvalidArgument, err.Error())
 	}
 	return store.Key{Kind: kind, Instance: instance, Function: f, Hash: d.Hash, Size: d.SizeBytes}, nil
-}
-
-// IsEmptyKey reports whether k names the empty blob, which every CAS holds.
-func IsEmptyKey(k store.Key) bool {
-	return k.Kind == store.CAS && k.Size == 0 && k.Hash == digest.Empty(k.Function).Hash
 }

@@ -1,4 +1,4 @@
-package bytestream
+package resource
 
 import (
 	"strings"
@@ -34,11 +34,11 @@ func TestParse(t *testing.T) {
 			t.Errorf("parse(%q): %v", g.name, err)
 			continue
 		}
-		if r.key.Instance != g.instance || r.key.Function != g.fn || r.key.Size != g.size || r.key.Hash != h || r.compressed != g.compressed {
+		if r.Key.Instance != g.instance || r.Key.Function != g.fn || r.Key.Size != g.size || r.Key.Hash != h || r.Compressed != g.compressed {
 			t.Errorf("parse(%q) = %+v", g.name, r)
 		}
-		if g.base != "" && r.name != g.base {
-			t.Errorf("parse(%q).name = %q, want %q", g.name, r.name, g.base)
+		if g.base != "" && r.Base != g.base {
+			t.Errorf("parse(%q).Base = %q, want %q", g.name, r.Base, g.base)
 		}
 	}
 	bad := []struct {

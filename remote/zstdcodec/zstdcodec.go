@@ -1,4 +1,6 @@
-package cas
+// Package zstdcodec holds the pooled zstd encoders and decoders every
+// service uses for compressed-blobs and batch compression.
+package zstdcodec
 
 import (
 	"errors"
@@ -12,18 +14,18 @@ import (
 // ErrCorrupt is returned (wrapped) when compressed data cannot be decoded.
 var ErrCorrupt = errors.New("corrupt compressed data")
 
-// MaxZstdWindow bounds the window a zstd stream may ask the decoder to
+// MaxWindow bounds the window a zstd stream may ask the decoder to
 // allocate. Real encoders use at most 8 MiB unless asked for long-distance
 // matching; 64 MiB leaves room for that without letting a hostile header
 // reserve gigabytes.
-const MaxZstdWindow = 64 << 20
+const MaxWindow = 64 << 20
 
 var decoders = sync.Pool{New: func() any {
 	d, err := zstd.NewReader(nil,
 		zstd.WithDecoderConcurrency(1),
 		zstd.WithDecoderLowmem(true),
-		zstd.WithDecoderMaxWindow(MaxZstdWindow),
-		zstd.WithDecoderMaxMemory(MaxZstdWindow*2))
+		zstd.WithDecoderMaxWindow(MaxWindow),
+		zstd.WithDecoderMaxMemory(MaxWindow*2))
 	if err != nil {
 		panic(fmt.Sprintf("zstd decoder options: %v", err)) // fixed options: a programming error
 	}

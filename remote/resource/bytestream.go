@@ -1,41 +1,41 @@
-package bytestream
+package resource
 
 import (
+	"crypto/rand"
 	"fmt"
 	"strconv"
 	"strings"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 
-	"github.com/ferrule-build/ferrule/remote/cas"
 	"github.com/ferrule-build/ferrule/remote/digest"
 	"github.com/ferrule-build/ferrule/remote/store"
 )
 
-// resource is a parsed ByteStream resource name.
-type resource struct {
-	key        store.Key
-	compressed bool   // compressed-blobs/zstd/...
-	uuid       string // uploads only
-	// name identifies an upload across streams: everything up to the size,
-	// without optional metadata.
-	name string
+// Name is a parsed ByteStream resource name.
+type Name struct {
+	Key        store.Key
+	Compressed bool   // compressed-blobs/zstd/...
+	UUID       string // uploads only
+	// Base identifies an upload across streams: everything up to the
+	// size, without optional metadata.
+	Base string
 }
 
-// parseRead parses `{instance}/blobs/{function/}{hash}/{size}` and
+// ParseRead parses `{instance}/blobs/{function/}{hash}/{size}` and
 // `{instance}/compressed-blobs/zstd/{function/}{hash}/{size}`.
-func parseRead(name string) (resource, error) {
+func ParseRead(name string) (Name, error) {
 	return parse(name, false)
 }
 
-// parseWrite parses `{instance}/uploads/{uuid}/blobs/{function/}{hash}/{size}{/metadata}`
+// ParseWrite parses `{instance}/uploads/{uuid}/blobs/{function/}{hash}/{size}{/metadata}`
 // and the compressed-blobs/zstd form.
-func parseWrite(name string) (resource, error) {
+func ParseWrite(name string) (Name, error) {
 	return parse(name, true)
 }
 
-func parse(name string, upload bool) (resource, error) {
-	var r resource
+func parse(name string, upload bool) (Name, error) {
+	var r Name
 	if name == "" {
 		return r, fmt.Errorf("empty resource name")
 	}
@@ -44,7 +44,7 @@ func parse(name string, upload bool) (resource, error) {
 	}
 	segs := strings.Split(name, "/")
 	// The instance name ends at the first keyword: instance names may not
-	// contain them (cas.CheckInstance enforces that).
+	// contain them (CheckInstance enforces that).
 	i := 0
 	want := "blobs"
 	if upload {
@@ -60,7 +60,7 @@ func parse(name string, upload bool) (resource, error) {
 	if i > 0 && instance == "" {
 		return r, fmt.Errorf("resource name %q: empty instance segment", name)
 	}
-	if err := cas.CheckInstance(instance); err != nil {
+	if err := CheckInstance(instance); err != nil {
 		return r, fmt.Errorf("resource name %q: %v", name, err)
 	}
 	rest := segs[i:]
@@ -68,7 +68,7 @@ func parse(name string, upload bool) (resource, error) {
 		if len(rest) < 2 || rest[1] == "" {
 			return r, fmt.Errorf("resource name %q: missing upload id after uploads/", name)
 		}
-		r.uuid = rest[1]
+		r.UUID = rest[1]
 		rest = rest[2:]
 	}
 	if len(rest) == 0 {
@@ -84,7 +84,7 @@ func parse(name string, upload bool) (resource, error) {
 		if rest[1] != "zstd" {
 			return r, fmt.Errorf("resource name %q: unsupported compressor %q (only zstd)", name, rest[1])
 		}
-		r.compressed = true
+		r.Compressed = true
 		rest = rest[2:]
 	default:
 		return r, fmt.Errorf("resource name %q: expected blobs/ or compressed-blobs/, got %q", name, rest[0])
@@ -119,9 +119,9 @@ func parse(name string, upload bool) (resource, error) {
 	if err := digest.Validate(f, d); err != nil {
 		return r, fmt.Errorf("resource name %q: %v", name, err)
 	}
-	r.key = store.Key{Kind: store.CAS, Instance: instance, Function: f, Hash: d.Hash, Size: size}
+	r.Key = store.Key{Kind: store.CAS, Instance: instance, Function: f, Hash: d.Hash, Size: size}
 	n := len(segs) - len(rest) + 2
-	r.name = strings.Join(segs[:n], "/")
+	r.Base = strings.Join(segs[:n], "/")
 	return r, nil
 }
 
@@ -142,4 +142,53 @@ func parseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("size %q: %v", s, err)
 	}
 	return n, nil
+}
+
+// ReadName returns the ByteStream resource name for reading d from
+// instance: `{instance}/blobs/{function/}{hash}/{size}`, or the
+// `compressed-blobs/zstd/` form. The function segment is left out for
+// SHA256 (and UNKNOWN), which REAPI 2.0 servers expect.
+func ReadName(instance string, fn repb.DigestFunction_Value, d *repb.Digest, compressed bool) string {
+	return prefix(instance) + blobPath(fn, d, compressed)
+}
+
+// WriteName returns the ByteStream resource name for uploading d to
+// instance under the upload id uuid:
+// `{instance}/uploads/{uuid}/blobs/{function/}{hash}/{size}` or its
+// compressed-blobs/zstd form.
+func WriteName(instance, uuid string, fn repb.DigestFunction_Value, d *repb.Digest, compressed bool) string {
+	return prefix(instance) + "uploads/" + uuid + "/" + blobPath(fn, d, compressed)
+}
+
+func prefix(instance string) string {
+	if instance == "" {
+		return ""
+	}
+	return instance + "/"
+}
+
+func blobPath(fn repb.DigestFunction_Value, d *repb.Digest, compressed bool) string {
+	p := "blobs/"
+	if compressed {
+		p = "compressed-blobs/zstd/"
+	}
+	if fn != repb.DigestFunction_SHA256 && fn != repb.DigestFunction_UNKNOWN {
+		p += strings.ToLower(fn.String()) + "/"
+	}
+	return p + d.GetHash() + "/" + strconv.FormatInt(d.GetSizeBytes(), 10)
+}
+
+// NewUUID returns a random (version 4) UUID in its canonical text form, as
+// REAPI asks for the upload id of a ByteStream write.
+func NewUUID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		// crypto/rand does not fail on supported platforms; fall back to a
+		// fixed pattern rather than panicking. Upload ids need only be
+		// unique per client, and this keeps the name well-formed.
+		b = [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+	}
+	b[6] = b[6]&0x0f | 0x40 // version 4
+	b[8] = b[8]&0x3f | 0x80 // RFC 4122 variant
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }

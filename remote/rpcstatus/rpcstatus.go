@@ -1,0 +1,56 @@
+// Package rpcstatus maps the errors of stores, verifiers and codecs onto
+// gRPC statuses, in one place for every service.
+package rpcstatus
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/ferrule-build/ferrule/remote/store"
+	"github.com/ferrule-build/ferrule/remote/zstdcodec"
+)
+
+// Code is the gRPC code for err: NOT_FOUND for a missing entry,
+// INVALID_ARGUMENT for content that does not match its digest, corrupt
+// compressed data or a bad key, OUT_OF_RANGE, RESOURCE_EXHAUSTED for an
+// entry too large, CANCELLED and DEADLINE_EXCEEDED for the context's end,
+// INTERNAL otherwise. A status error keeps its own code.
+func Code(err error) codes.Code {
+	if err == nil {
+		return codes.OK
+	}
+	if st, ok := status.FromError(err); ok {
+		return st.Code()
+	}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return codes.NotFound
+	case errors.Is(err, store.ErrDigestMismatch), errors.Is(err, store.ErrSizeMismatch),
+		errors.Is(err, zstdcodec.ErrCorrupt), errors.Is(err, store.ErrInvalidKey):
+		return codes.InvalidArgument
+	case errors.Is(err, store.ErrOutOfRange):
+		return codes.OutOfRange
+	case errors.Is(err, store.ErrTooLarge):
+		return codes.ResourceExhausted
+	case errors.Is(err, context.Canceled):
+		return codes.Canceled
+	case errors.Is(err, context.DeadlineExceeded):
+		return codes.DeadlineExceeded
+	}
+	return codes.Internal
+}
+
+// Error turns err into a gRPC status error with err's message and the code
+// Code gives. Status errors pass through unchanged; nil stays nil.
+func Error(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Error(Code(err), err.Error())
+}
