@@ -230,15 +230,22 @@ type Report struct {
 	Causes []Cause
 	// Kinds ranks the kinds of difference by how many actions they affect.
 	Kinds []Cause
+	// Groups ranks the causes a person recognises (target triple,
+	// toolchain, pyconfig, ...; see Classify) by how many actions they explain.
+	Groups []Group
 }
 
 // Compare matches the spawns of two logs by Key and explains differences.
-func Compare(a, b []*Spawn) *Report {
+func Compare(a, b []*Spawn) *Report { return CompareWith(a, b, Options{}) }
+
+// CompareWith is Compare with options.
+func CompareWith(a, b []*Spawn, opts Options) *Report {
 	rep := &Report{SpawnsA: len(a), SpawnsB: len(b)}
 	index := func(spawns []*Spawn) (map[string]*Spawn, []string) {
 		m := map[string]*Spawn{}
 		var order []string
 		for _, s := range spawns {
+			s = opts.normalize(s)
 			k := s.Key()
 			if _, dup := m[k]; !dup {
 				order = append(order, k)
@@ -306,6 +313,7 @@ func Compare(a, b []*Spawn) *Report {
 	}
 	rank(rep.Causes)
 	rank(rep.Kinds)
+	rep.Groups = groups(rep.Differing)
 	return rep
 }
 
@@ -455,8 +463,14 @@ func (rep *Report) Write(w io.Writer, nameA, nameB string, maxActions int) {
 			fmt.Fprintf(w, "  %s\n", x)
 		}
 	}
+	if len(rep.Groups) > 0 {
+		fmt.Fprintf(w, "\nwhy, by cause (an action counts once per cause):\n")
+		for _, g := range rep.Groups {
+			fmt.Fprintf(w, "  %5d %-8s %s\n", g.Actions, plural(g.Actions, "action"), g.Cause)
+		}
+	}
 	if len(rep.Causes) > 0 {
-		fmt.Fprintf(w, "\ncauses, most common first:\n")
+		fmt.Fprintf(w, "\ncauses in detail, most common first:\n")
 		for _, c := range rep.Causes {
 			name := c.Name
 			if c.Kind == Argument {
