@@ -118,13 +118,15 @@ cpython_source = repository_rule(
     local = True,
 )
 
-def cpython_dependencies(name = "cpython", **kwargs):
-    """Declares @cpython (unless the WORKSPACE already has a repository of that name).
+def cpython_dependencies(name = "cpython", name313 = "cpython313", **kwargs):
+    """Declares @cpython (3.11) and @cpython313 (3.13), unless the WORKSPACE already has them.
 
     Ferrule's own workspace builds the Rust `_base64` module (examples/base64,
-    built for this interpreter in //third_party/cpython/rust) into the
+    built for this interpreter in //third_party/cpython/rust) into the 3.11
     interpreter, so `bazel run @cpython//:python3 -- -c "import _base64"` works.
     """
     kwargs.setdefault("extra_extensions", {"_base64": "@ferrule//third_party/cpython/rust:_base64"})
     if name not in native.existing_rules():
         cpython_source(name = name, **kwargs)
+    if name313 not in native.existing_rules():
+        cpython_source(name = name313, version = "3.13")
