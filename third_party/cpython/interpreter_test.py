@@ -4,7 +4,9 @@ It must be CPython of the expected X.Y started from its own install tree (not fr
 source tree or the host's Python), with the built-in and shared extension
 modules Ferrule's overlay compiles importable (the shared ones from its
 lib-dynload, including the Rust _base64 when the workspace adds it).
-Arguments: the files listing the shared and the built-in modules, and X.Y.
+Arguments: the files listing the shared and the built-in modules, and X.Y
+(X.Yt: the free-threaded build, which must run without the GIL after
+importing every module).
 """
 import importlib
 import os
@@ -21,7 +23,13 @@ def check(cond, what):
 
 
 shared_list, builtin_list, want = sys.argv[1:4]
+free_threaded = want.endswith("t")
+want = want.rstrip("t")
 check("%d.%d" % sys.version_info[:2] == want, "version is %s: %s" % (want, sys.version.split()[0]))
+check(sys.abiflags == ("t" if free_threaded else ""), "ABI flags %r" % sys.abiflags)
+if sys.version_info >= (3, 13):
+    check(sysconfig.get_config_var("Py_GIL_DISABLED") == (1 if free_threaded else 0),
+          "sysconfig Py_GIL_DISABLED = %r" % sysconfig.get_config_var("Py_GIL_DISABLED"))
 check(sys.implementation.name == "cpython", "implementation is cpython")
 prefix = os.path.realpath(sys.prefix)
 check(prefix.endswith(os.path.join("external", "cpython", "install")) or prefix.endswith("/install"),
@@ -65,6 +73,10 @@ if "_base64" in shared:
 import importlib.util
 import __hello__  # a frozen test module
 check(importlib.util.find_spec("__hello__").origin == "frozen", "frozen modules are in the binary")
+
+if sys.version_info >= (3, 13):
+    # An extension module without Py_mod_gil turns the GIL back on.
+    check(sys._is_gil_enabled() == (not free_threaded), "GIL enabled: %s" % sys._is_gil_enabled())
 
 if failures:
     print("%d check(s) failed" % len(failures))

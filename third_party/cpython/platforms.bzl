@@ -28,22 +28,22 @@ def cpython_platform_select(field):
         for name, p in CPYTHON_PLATFORMS.items()
     }, no_match_error = "@cpython: no pyconfig.h for this target platform; supported: " + ", ".join(CPYTHON_PLATFORMS.keys()))
 
-def cpython_soabi(version):
-    """SOABI of the given X.Y for each platform (a select), e.g. cpython-313-x86_64-linux-gnu."""
+def cpython_soabi(version, abiflags = ""):
+    """SOABI of the given X.Y and ABI flags for each platform (a select), e.g. cpython-313t-x86_64-linux-gnu."""
     return select({
-        "@ferrule//third_party/cpython/platforms:" + name: "cpython-{}-{}".format(version.replace(".", ""), p.multiarch)
+        "@ferrule//third_party/cpython/platforms:" + name: "cpython-{}{}-{}".format(version.replace(".", ""), abiflags, p.multiarch)
         for name, p in CPYTHON_PLATFORMS.items()
     })
 
-def cpython_sysconfig_vars(version, copts, linkopts):
+def cpython_sysconfig_vars(version, copts, linkopts, abiflags = ""):
     """sysconfig's build-time variables for each platform (a select of dicts)."""
     return select({
         "@ferrule//third_party/cpython/platforms:" + name: {
-            "ABIFLAGS": "",
+            "ABIFLAGS": abiflags,
             "CC": "gcc",
             "CCSHARED": "-fPIC",
             "CFLAGS": " ".join([c for c in copts if "$(" not in c and "prefix-map" not in c]),
-            "EXT_SUFFIX": ".cpython-{}-{}.so".format(version.replace(".", ""), p.multiarch),
+            "EXT_SUFFIX": ".cpython-{}{}-{}.so".format(version.replace(".", ""), abiflags, p.multiarch),
             "HOST_GNU_TYPE": p.host_gnu_type,
             "LDSHARED": "gcc -shared",
             "LIBS": " ".join(linkopts),
@@ -52,7 +52,8 @@ def cpython_sysconfig_vars(version, copts, linkopts):
             "Py_DEBUG": "0",
             "Py_ENABLE_SHARED": "0",
             "SHLIB_SUFFIX": ".so",
-            "SOABI": "cpython-{}-{}".format(version.replace(".", ""), p.multiarch),
+            "SOABI": "cpython-{}{}-{}".format(version.replace(".", ""), abiflags, p.multiarch),
+            "Py_GIL_DISABLED": "1" if abiflags == "t" else "0",
             "VERSION": version,
             "WITH_DOC_STRINGS": "1",
             "WITH_PYMALLOC": "1",

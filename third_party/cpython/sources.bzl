@@ -504,6 +504,8 @@ CPYTHON_VERSIONS = {
         frozen_modules = _FROZEN_MODULES_311,
         # Python/deepfreeze/deepfreeze.c from the frozen modules (3.11 and 3.12).
         deepfreeze = True,
+        # No free-threaded build before 3.13.
+        free_threading = False,
         copts = _COPTS_311,
         # Include directories below the tree (-I in Makefile's CFLAGS).
         includes = ["Include", "Include/internal"],
@@ -523,6 +525,9 @@ CPYTHON_VERSIONS = {
         frozen_modules = _FROZEN_MODULES_311,  # the same list (FROZEN_FILES_IN)
         # 3.13 dropped deepfreeze: Python/frozen.c includes the marshalled modules.
         deepfreeze = False,
+        # A second interpreter, free-threaded (--disable-gil: Py_GIL_DISABLED,
+        # ABI flag t), with its own pyconfig.h (platforms/3.13t/).
+        free_threading = True,
         copts = _COPTS_313,
         includes = ["Include", "Include/internal", "Include/internal/mimalloc"],
         private_hdrs = _PRIVATE_HDRS_313,
