@@ -50,7 +50,7 @@ def _frozen_impl(ctx):
         fail("names and srcs must be parallel lists")
     modules = []
     for name, src in zip(ctx.attr.names, ctx.files.srcs):
-        out = ctx.actions.declare_file("Python/frozen_modules/{}.h".format(name))
+        out = ctx.actions.declare_file("{}/{}.h".format(ctx.attr.out_dir, name))
         ctx.actions.run(
             executable = ctx.executable.freeze_module,
             arguments = [name, src.path, out.path],
@@ -71,6 +71,7 @@ cpython_frozen = rule(
     doc = "Python/frozen_modules/<name>.h for each module, one _freeze_module action each.",
     attrs = {
         "names": attr.string_list(mandatory = True, doc = "Module names, parallel to srcs."),
+        "out_dir": attr.string(default = "Python/frozen_modules", doc = "Where the headers go, in the package."),
         "srcs": attr.label_list(allow_files = [".py"], mandatory = True, doc = "Module sources."),
         "freeze_module": attr.label(
             executable = True,

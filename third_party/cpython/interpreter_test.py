@@ -1,10 +1,12 @@
 """Checks of the interpreter @cpython built, run by that interpreter.
 
-It must be CPython 3.11 started from its own install tree (not from the
+It must be CPython of the expected X.Y started from its own install tree (not from the
 source tree or the host's Python), with the built-in and shared extension
 modules Ferrule's overlay compiles importable (the shared ones from its
 lib-dynload, including the Rust _base64 when the workspace adds it).
-Argument: the file listing the shared modules.
+Arguments: the files listing the shared and the built-in modules, and X.Y
+(X.Yt: the free-threaded build, which must run without the GIL after
+importing every module).
 """
 import importlib
 import os
@@ -20,7 +22,14 @@ def check(cond, what):
         failures.append(what)
 
 
-check(sys.version_info[:2] == (3, 11), "version is 3.11: %s" % sys.version.split()[0])
+shared_list, builtin_list, want = sys.argv[1:4]
+free_threaded = want.endswith("t")
+want = want.rstrip("t")
+check("%d.%d" % sys.version_info[:2] == want, "version is %s: %s" % (want, sys.version.split()[0]))
+check(sys.abiflags == ("t" if free_threaded else ""), "ABI flags %r" % sys.abiflags)
+if sys.version_info >= (3, 13):
+    check(sysconfig.get_config_var("Py_GIL_DISABLED") == (1 if free_threaded else 0),
+          "sysconfig Py_GIL_DISABLED = %r" % sysconfig.get_config_var("Py_GIL_DISABLED"))
 check(sys.implementation.name == "cpython", "implementation is cpython")
 prefix = os.path.realpath(sys.prefix)
 check(prefix.endswith(os.path.join("external", "cpython", "install")) or prefix.endswith("/install"),
@@ -30,14 +39,14 @@ check(not os.path.exists(os.path.join(prefix, "Lib")), "no source tree (Lib/) un
 check(sys.flags.dont_write_bytecode == 1, "tests do not write bytecode into Bazel's outputs")
 check(sys.implementation._multiarch == sysconfig.get_config_var("MULTIARCH"), "sysconfig data matches sys.implementation")
 
-builtin = ["atexit", "faulthandler", "posix", "_signal", "_tracemalloc", "_codecs", "_collections",
-           "errno", "_io", "itertools", "_sre", "_thread", "time", "_weakref", "_abc", "_functools",
-           "_locale", "_operator", "_stat", "_symtable", "pwd", "xxsubtype", "marshal", "_imp", "gc"]
+with open(builtin_list) as f:
+    builtin = f.read().split() + ["marshal", "_imp", "gc"]
+check(len(builtin) >= 20, "%d built-in modules listed" % len(builtin))
 for name in builtin:
     check(name in sys.builtin_module_names, "built-in module %s" % name)
 
 suffix = sysconfig.get_config_var("EXT_SUFFIX")
-with open(sys.argv[1]) as f:
+with open(shared_list) as f:
     shared = f.read().split()
 check(len(shared) >= 9, "%d shared modules listed" % len(shared))
 for name in shared:
@@ -64,6 +73,10 @@ if "_base64" in shared:
 import importlib.util
 import __hello__  # a frozen test module
 check(importlib.util.find_spec("__hello__").origin == "frozen", "frozen modules are in the binary")
+
+if sys.version_info >= (3, 13):
+    # An extension module without Py_mod_gil turns the GIL back on.
+    check(sys._is_gil_enabled() == (not free_threaded), "GIL enabled: %s" % sys._is_gil_enabled())
 
 if failures:
     print("%d check(s) failed" % len(failures))

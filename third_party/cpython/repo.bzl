@@ -4,22 +4,25 @@ In a WORKSPACE:
 
     load("@ferrule//third_party/cpython:repo.bzl", "cpython_source")
 
-    cpython_source(name = "cpython")                      # ./tools/setup.sh's copy
+    cpython_source(name = "cpython")                      # ./tools/setup.sh's 3.11 copy
     cpython_source(name = "cpython", path = "/src/cpython")  # any 3.11 checkout
+    cpython_source(name = "cpython313", version = "3.13")  # ./tools/setup.sh's 3.13 copy
+
+The version must be an entry of sources.bzl's CPYTHON_VERSIONS, and the
+tree's Include/patchlevel.h must say that version.
 
 The source tree is linked in, never copied or modified; the overlay
 (BUILD.cpython.bazel) and the per-platform pyconfig.h files come from this
 package. Nothing runs configure: the build compiles the tree as it is.
 """
 
-_SETUP_DIR = ".ferrule/cpython-src"
-_SUPPORTED = "3.11"
+load(":sources.bzl", "CPYTHON_VERSIONS")
 
 def _main_workspace_dir(rctx):
     return rctx.path(Label("@ferrule//:MODULE.bazel")).dirname
 
-def _source_dir(rctx):
-    path = rctx.attr.path or rctx.os.environ.get("FERRULE_CPYTHON_SRC", "") or _SETUP_DIR
+def _source_dir(rctx, entry):
+    path = rctx.attr.path or rctx.os.environ.get(entry.src_env, "") or entry.setup_dir
     if path.startswith("/"):
         return rctx.path(path)
     return rctx.path("{}/{}".format(_main_workspace_dir(rctx), path))
@@ -50,19 +53,29 @@ package(default_visibility = ["//visibility:public"])
     "python_headers",
     "libpython",
     "shared_modules_list",
+    "builtin_modules_list",
 ]]
 """.format(message = repr(message)))
 
 def _cpython_source_impl(rctx):
-    src = _source_dir(rctx)
+    want = rctx.attr.version
+    entry = CPYTHON_VERSIONS.get(want)
+    if not entry:
+        # A mistake in the MODULE.bazel / WORKSPACE call itself: fail now.
+        fail("@{}: cpython_source(version = {}): Ferrule's overlay (third_party/cpython/sources.bzl) knows CPython {}".format(
+            rctx.name,
+            repr(want),
+            ", ".join(sorted(CPYTHON_VERSIONS.keys())),
+        ))
+    src = _source_dir(rctx, entry)
     if not src.get_child("Include").get_child("Python.h").exists:
-        msg = "CPython source not found at {}: run ./tools/setup.sh (or set FERRULE_CPYTHON_SRC / cpython_source(path = ...))".format(src)
+        msg = "CPython {} source not found at {}: run ./tools/setup.sh ({}), or set {} / cpython_source(path = ...)".format(want, src, entry.setup_script, entry.src_env)
         print("WARNING: @{}: {}".format(rctx.name, msg))
         _stub(rctx, msg)
         return
     version = _version(rctx, src)
-    if not version.startswith(_SUPPORTED + "."):
-        msg = "CPython source at {} is version {}; Ferrule's overlay (third_party/cpython) supports {}.x".format(src, version or "unknown", _SUPPORTED)
+    if not version.startswith(want + "."):
+        msg = "CPython source at {} is version {} (Include/patchlevel.h), but @{} wants {}.x".format(src, version or "unknown", rctx.name, want)
         print("WARNING: @{}: {}".format(rctx.name, msg))
         _stub(rctx, msg)
         return
@@ -81,11 +94,16 @@ def _cpython_source_impl(rctx):
 
 cpython_source = repository_rule(
     implementation = _cpython_source_impl,
-    doc = "A CPython 3.11 source tree (path, $FERRULE_CPYTHON_SRC, or ./tools/setup.sh's copy) with Ferrule's BUILD overlay.",
+    doc = "A CPython source tree of a version in CPYTHON_VERSIONS (path, its $FERRULE_CPYTHON*_SRC, or ./tools/setup.sh's copy) with Ferrule's BUILD overlay.",
     attrs = {
+        "version": attr.string(
+            default = "3.11",
+            doc = "The CPython X.Y of the tree: an entry of sources.bzl's CPYTHON_VERSIONS; the tree must say the same.",
+        ),
         "path": attr.string(
             doc = "The CPython checkout: absolute, or relative to the main workspace. " +
-                  "Default: $FERRULE_CPYTHON_SRC, else .ferrule/cpython-src (made by tools/setup.d/30-cpython-source.sh).",
+                  "Default: the version's variable ($FERRULE_CPYTHON_SRC for 3.11, $FERRULE_CPYTHON313_SRC for 3.13), " +
+                  "else its setup step's copy (.ferrule/cpython-src, .ferrule/cpython313-src).",
         ),
         "extra_extensions": attr.string_dict(
             doc = "More extension modules for the interpreter's lib-dynload: module name -> label of " +
@@ -96,17 +114,19 @@ cpython_source = repository_rule(
             doc = "The BUILD overlay for the tree.",
         ),
     },
-    environ = ["FERRULE_CPYTHON_SRC"],
+    environ = sorted([e.src_env for e in CPYTHON_VERSIONS.values()]),
     local = True,
 )
 
-def cpython_dependencies(name = "cpython", **kwargs):
-    """Declares @cpython (unless the WORKSPACE already has a repository of that name).
+def cpython_dependencies(name = "cpython", name313 = "cpython313", **kwargs):
+    """Declares @cpython (3.11) and @cpython313 (3.13), unless the WORKSPACE already has them.
 
     Ferrule's own workspace builds the Rust `_base64` module (examples/base64,
-    built for this interpreter in //third_party/cpython/rust) into the
+    built for this interpreter in //third_party/cpython/rust) into the 3.11
     interpreter, so `bazel run @cpython//:python3 -- -c "import _base64"` works.
     """
     kwargs.setdefault("extra_extensions", {"_base64": "@ferrule//third_party/cpython/rust:_base64"})
     if name not in native.existing_rules():
         cpython_source(name = name, **kwargs)
+    if name313 not in native.existing_rules():
+        cpython_source(name = name313, version = "3.13")

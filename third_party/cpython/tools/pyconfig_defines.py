@@ -5,7 +5,7 @@ Run by hand on the pyconfig.h of a scratch configure run (never in the build):
 
     python3 third_party/cpython/tools/pyconfig_defines.py /tmp/scratch/pyconfig.h \
         --platform linux-x86_64 --note "configure (no options), CPython 3.11.2, Debian bookworm, gcc 12" \
-        > third_party/cpython/platforms/linux-x86_64/pyconfig.h
+        > third_party/cpython/platforms/3.11/linux-x86_64/pyconfig.h
 
 Keeps each #define (as the generated file has it), each guarded feature macro
 (#ifndef X / #define X / #endif), and each macro configure left undefined as

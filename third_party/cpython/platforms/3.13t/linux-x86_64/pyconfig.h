@@ -1,0 +1,696 @@
+/* Ferrule: pyconfig.h for linux-x86_64 (third_party/cpython/platforms).
+ * Derived once, by hand, from a scratch configure run and reviewed;
+ * the build never runs configure. configure --build=x86_64-pc-linux-gnu --disable-gil (no other options), CPython 3.13.15 (Debian sid python3.13 3.13.15-1 source, no Debian patches), in the toolchain root: gcc 16.1, glibc of sid
+ * Regenerate with third_party/cpython/tools/pyconfig_defines.py. */
+#ifndef Py_PYCONFIG_H
+#define Py_PYCONFIG_H
+
+#define ALIGNOF_LONG 8
+#define ALIGNOF_MAX_ALIGN_T 16
+#define ALIGNOF_SIZE_T 8
+#define DOUBLE_IS_LITTLE_ENDIAN_IEEE754 1
+#define ENABLE_IPV6 1
+#define HAVE_ACCEPT 1
+#define HAVE_ACCEPT4 1
+#define HAVE_ACOSH 1
+#define HAVE_ADDRINFO 1
+#define HAVE_ALARM 1
+#define HAVE_ALLOCA_H 1
+#define HAVE_ASINH 1
+#define HAVE_ASM_TYPES_H 1
+#define HAVE_ATANH 1
+#define HAVE_BIND 1
+#define HAVE_BIND_TEXTDOMAIN_CODESET 1
+#define HAVE_BUILTIN_ATOMIC 1
+#define HAVE_BZLIB_H 1
+#define HAVE_CHMOD 1
+#define HAVE_CHOWN 1
+#define HAVE_CHROOT 1
+#define HAVE_CLOCK 1
+#define HAVE_CLOCK_GETRES 1
+#define HAVE_CLOCK_GETTIME 1
+#define HAVE_CLOCK_NANOSLEEP 1
+#define HAVE_CLOCK_SETTIME 1
+#define HAVE_CLOCK_T 1
+#define HAVE_CLOSEFROM 1
+#define HAVE_CLOSE_RANGE 1
+#define HAVE_COMPUTED_GOTOS 1
+#define HAVE_CONFSTR 1
+#define HAVE_CONNECT 1
+#define HAVE_COPY_FILE_RANGE 1
+#define HAVE_CTERMID 1
+#define HAVE_CURSES_ESCDELAY 1
+#define HAVE_CURSES_FILTER 1
+#define HAVE_CURSES_GETMOUSE 1
+#define HAVE_CURSES_H 1
+#define HAVE_CURSES_HAS_KEY 1
+#define HAVE_CURSES_IMMEDOK 1
+#define HAVE_CURSES_IS_PAD 1
+#define HAVE_CURSES_IS_TERM_RESIZED 1
+#define HAVE_CURSES_RESIZETERM 1
+#define HAVE_CURSES_RESIZE_TERM 1
+#define HAVE_CURSES_SET_ESCDELAY 1
+#define HAVE_CURSES_SET_TABSIZE 1
+#define HAVE_CURSES_SYNCOK 1
+#define HAVE_CURSES_TABSIZE 1
+#define HAVE_CURSES_TYPEAHEAD 1
+#define HAVE_CURSES_USE_ENV 1
+#define HAVE_CURSES_WCHGAT 1
+#define HAVE_DECL_RTLD_DEEPBIND 1
+#define HAVE_DECL_RTLD_GLOBAL 1
+#define HAVE_DECL_RTLD_LAZY 1
+#define HAVE_DECL_RTLD_LOCAL 1
+#define HAVE_DECL_RTLD_MEMBER 0
+#define HAVE_DECL_RTLD_NODELETE 1
+#define HAVE_DECL_RTLD_NOLOAD 1
+#define HAVE_DECL_RTLD_NOW 1
+#define HAVE_DECL_UT_NAMESIZE 1
+#define HAVE_DEVICE_MACROS 1
+#define HAVE_DEV_PTMX 1
+#define HAVE_DIRENT_D_TYPE 1
+#define HAVE_DIRENT_H 1
+#define HAVE_DIRFD 1
+#define HAVE_DLFCN_H 1
+#define HAVE_DLOPEN 1
+#define HAVE_DUP 1
+#define HAVE_DUP2 1
+#define HAVE_DUP3 1
+#define HAVE_DYNAMIC_LOADING 1
+#define HAVE_ENDIAN_H 1
+#define HAVE_EPOLL 1
+#define HAVE_EPOLL_CREATE1 1
+#define HAVE_ERF 1
+#define HAVE_ERFC 1
+#define HAVE_ERRNO_H 1
+#define HAVE_EVENTFD 1
+#define HAVE_EXECV 1
+#define HAVE_EXPLICIT_BZERO 1
+#define HAVE_EXPM1 1
+#define HAVE_FACCESSAT 1
+#define HAVE_FCHDIR 1
+#define HAVE_FCHMOD 1
+#define HAVE_FCHMODAT 1
+#define HAVE_FCHOWN 1
+#define HAVE_FCHOWNAT 1
+#define HAVE_FCNTL_H 1
+#define HAVE_FDATASYNC 1
+#define HAVE_FDOPENDIR 1
+#define HAVE_FEXECVE 1
+#define HAVE_FFI_CLOSURE_ALLOC 1
+#define HAVE_FFI_PREP_CIF_VAR 1
+#define HAVE_FFI_PREP_CLOSURE_LOC 1
+#define HAVE_FLOCK 1
+#define HAVE_FORK 1
+#define HAVE_FORKPTY 1
+#define HAVE_FPATHCONF 1
+#define HAVE_FSEEKO 1
+#define HAVE_FSTATAT 1
+#define HAVE_FSTATVFS 1
+#define HAVE_FSYNC 1
+#define HAVE_FTELLO 1
+#define HAVE_FTIME 1
+#define HAVE_FTRUNCATE 1
+#define HAVE_FUTIMENS 1
+#define HAVE_FUTIMES 1
+#define HAVE_FUTIMESAT 1
+#define HAVE_GAI_STRERROR 1
+#define HAVE_GCC_ASM_FOR_X64 1
+#define HAVE_GCC_ASM_FOR_X87 1
+#define HAVE_GCC_UINT128_T 1
+#define HAVE_GDBM_H 1
+#define HAVE_GETADDRINFO 1
+#define HAVE_GETC_UNLOCKED 1
+#define HAVE_GETEGID 1
+#define HAVE_GETENTROPY 1
+#define HAVE_GETEUID 1
+#define HAVE_GETGID 1
+#define HAVE_GETGRENT 1
+#define HAVE_GETGRGID 1
+#define HAVE_GETGRGID_R 1
+#define HAVE_GETGRNAM_R 1
+#define HAVE_GETGROUPLIST 1
+#define HAVE_GETGROUPS 1
+#define HAVE_GETHOSTBYADDR 1
+#define HAVE_GETHOSTBYNAME 1
+#define HAVE_GETHOSTBYNAME_R 1
+#define HAVE_GETHOSTBYNAME_R_6_ARG 1
+#define HAVE_GETHOSTNAME 1
+#define HAVE_GETITIMER 1
+#define HAVE_GETLOADAVG 1
+#define HAVE_GETLOGIN 1
+#define HAVE_GETLOGIN_R 1
+#define HAVE_GETNAMEINFO 1
+#define HAVE_GETPAGESIZE 1
+#define HAVE_GETPEERNAME 1
+#define HAVE_GETPGID 1
+#define HAVE_GETPGRP 1
+#define HAVE_GETPID 1
+#define HAVE_GETPPID 1
+#define HAVE_GETPRIORITY 1
+#define HAVE_GETPROTOBYNAME 1
+#define HAVE_GETPWENT 1
+#define HAVE_GETPWNAM_R 1
+#define HAVE_GETPWUID 1
+#define HAVE_GETPWUID_R 1
+#define HAVE_GETRANDOM 1
+#define HAVE_GETRANDOM_SYSCALL 1
+#define HAVE_GETRESGID 1
+#define HAVE_GETRESUID 1
+#define HAVE_GETRUSAGE 1
+#define HAVE_GETSERVBYNAME 1
+#define HAVE_GETSERVBYPORT 1
+#define HAVE_GETSID 1
+#define HAVE_GETSOCKNAME 1
+#define HAVE_GETSPENT 1
+#define HAVE_GETSPNAM 1
+#define HAVE_GETUID 1
+#define HAVE_GETWD 1
+#define HAVE_GRANTPT 1
+#define HAVE_GRP_H 1
+#define HAVE_HSTRERROR 1
+#define HAVE_HTOLE64 1
+#define HAVE_IF_NAMEINDEX 1
+#define HAVE_INET_ATON 1
+#define HAVE_INET_NTOA 1
+#define HAVE_INET_PTON 1
+#define HAVE_INITGROUPS 1
+#define HAVE_INTTYPES_H 1
+#define HAVE_KILL 1
+#define HAVE_KILLPG 1
+#define HAVE_LANGINFO_H 1
+#define HAVE_LCHOWN 1
+#define HAVE_LIBDL 1
+#define HAVE_LIBINTL_H 1
+#define HAVE_LIBSQLITE3 1
+#define HAVE_LINK 1
+#define HAVE_LINKAT 1
+#define HAVE_LINUX_AUXVEC_H 1
+#define HAVE_LINUX_CAN_BCM_H 1
+#define HAVE_LINUX_CAN_H 1
+#define HAVE_LINUX_CAN_J1939_H 1
+#define HAVE_LINUX_CAN_RAW_FD_FRAMES 1
+#define HAVE_LINUX_CAN_RAW_H 1
+#define HAVE_LINUX_CAN_RAW_JOIN_FILTERS 1
+#define HAVE_LINUX_FS_H 1
+#define HAVE_LINUX_LIMITS_H 1
+#define HAVE_LINUX_MEMFD_H 1
+#define HAVE_LINUX_NETLINK_H 1
+#define HAVE_LINUX_QRTR_H 1
+#define HAVE_LINUX_RANDOM_H 1
+#define HAVE_LINUX_SOUNDCARD_H 1
+#define HAVE_LINUX_TIPC_H 1
+#define HAVE_LINUX_VM_SOCKETS_H 1
+#define HAVE_LINUX_WAIT_H 1
+#define HAVE_LISTEN 1
+#define HAVE_LOCKF 1
+#define HAVE_LOG1P 1
+#define HAVE_LOG2 1
+#define HAVE_LOGIN_TTY 1
+#define HAVE_LONG_DOUBLE 1
+#define HAVE_LSTAT 1
+#define HAVE_LUTIMES 1
+#define HAVE_LZMA_H 1
+#define HAVE_MADVISE 1
+#define HAVE_MAKEDEV 1
+#define HAVE_MBRTOWC 1
+#define HAVE_MEMFD_CREATE 1
+#define HAVE_MEMRCHR 1
+#define HAVE_MKDIRAT 1
+#define HAVE_MKFIFO 1
+#define HAVE_MKFIFOAT 1
+#define HAVE_MKNOD 1
+#define HAVE_MKNODAT 1
+#define HAVE_MKTIME 1
+#define HAVE_MMAP 1
+#define HAVE_MREMAP 1
+#define HAVE_NANOSLEEP 1
+#define HAVE_NCURSESW 1
+#define HAVE_NCURSESW_CURSES_H 1
+#define HAVE_NCURSESW_NCURSES_H 1
+#define HAVE_NCURSESW_PANEL_H 1
+#define HAVE_NCURSES_H 1
+#define HAVE_NETDB_H 1
+#define HAVE_NETINET_IN_H 1
+#define HAVE_NETPACKET_PACKET_H 1
+#define HAVE_NET_ETHERNET_H 1
+#define HAVE_NET_IF_H 1
+#define HAVE_NICE 1
+#define HAVE_OPENAT 1
+#define HAVE_OPENDIR 1
+#define HAVE_OPENPTY 1
+#define HAVE_PANEL_H 1
+#define HAVE_PATHCONF 1
+#define HAVE_PAUSE 1
+#define HAVE_PIPE 1
+#define HAVE_PIPE2 1
+#define HAVE_POLL 1
+#define HAVE_POLL_H 1
+#define HAVE_POSIX_FADVISE 1
+#define HAVE_POSIX_FALLOCATE 1
+#define HAVE_POSIX_OPENPT 1
+#define HAVE_POSIX_SPAWN 1
+#define HAVE_POSIX_SPAWNP 1
+#define HAVE_POSIX_SPAWN_FILE_ACTIONS_ADDCLOSEFROM_NP 1
+#define HAVE_PREAD 1
+#define HAVE_PREADV 1
+#define HAVE_PREADV2 1
+#define HAVE_PRLIMIT 1
+#define HAVE_PROCESS_VM_READV 1
+#define HAVE_PROTOTYPES 1
+#define HAVE_PTHREAD_CONDATTR_SETCLOCK 1
+#define HAVE_PTHREAD_GETCPUCLOCKID 1
+#define HAVE_PTHREAD_H 1
+#define HAVE_PTHREAD_KILL 1
+#define HAVE_PTHREAD_SIGMASK 1
+#define HAVE_PTSNAME 1
+#define HAVE_PTSNAME_R 1
+#define HAVE_PTY_H 1
+#define HAVE_PWRITE 1
+#define HAVE_PWRITEV 1
+#define HAVE_PWRITEV2 1
+#define HAVE_READLINE_READLINE_H 1
+#define HAVE_READLINK 1
+#define HAVE_READLINKAT 1
+#define HAVE_READV 1
+#define HAVE_REALPATH 1
+#define HAVE_RECVFROM 1
+#define HAVE_RENAMEAT 1
+#define HAVE_RL_APPEND_HISTORY 1
+#define HAVE_RL_CATCH_SIGNAL 1
+#define HAVE_RL_COMPDISP_FUNC_T 1
+#define HAVE_RL_COMPLETION_APPEND_CHARACTER 1
+#define HAVE_RL_COMPLETION_DISPLAY_MATCHES_HOOK 1
+#define HAVE_RL_COMPLETION_MATCHES 1
+#define HAVE_RL_COMPLETION_SUPPRESS_APPEND 1
+#define HAVE_RL_PRE_INPUT_HOOK 1
+#define HAVE_RL_RESIZE_TERMINAL 1
+#define HAVE_SCHED_GET_PRIORITY_MAX 1
+#define HAVE_SCHED_H 1
+#define HAVE_SCHED_RR_GET_INTERVAL 1
+#define HAVE_SCHED_SETAFFINITY 1
+#define HAVE_SCHED_SETPARAM 1
+#define HAVE_SCHED_SETSCHEDULER 1
+#define HAVE_SEM_CLOCKWAIT 1
+#define HAVE_SEM_GETVALUE 1
+#define HAVE_SEM_OPEN 1
+#define HAVE_SEM_TIMEDWAIT 1
+#define HAVE_SEM_UNLINK 1
+#define HAVE_SENDFILE 1
+#define HAVE_SENDTO 1
+#define HAVE_SETEGID 1
+#define HAVE_SETEUID 1
+#define HAVE_SETGID 1
+#define HAVE_SETGROUPS 1
+#define HAVE_SETHOSTNAME 1
+#define HAVE_SETITIMER 1
+#define HAVE_SETJMP_H 1
+#define HAVE_SETLOCALE 1
+#define HAVE_SETNS 1
+#define HAVE_SETPGID 1
+#define HAVE_SETPGRP 1
+#define HAVE_SETPRIORITY 1
+#define HAVE_SETREGID 1
+#define HAVE_SETRESGID 1
+#define HAVE_SETRESUID 1
+#define HAVE_SETREUID 1
+#define HAVE_SETSID 1
+#define HAVE_SETSOCKOPT 1
+#define HAVE_SETUID 1
+#define HAVE_SETVBUF 1
+#define HAVE_SHADOW_H 1
+#define HAVE_SHM_OPEN 1
+#define HAVE_SHM_UNLINK 1
+#define HAVE_SHUTDOWN 1
+#define HAVE_SIGACTION 1
+#define HAVE_SIGALTSTACK 1
+#define HAVE_SIGFILLSET 1
+#define HAVE_SIGINFO_T_SI_BAND 1
+#define HAVE_SIGINTERRUPT 1
+#define HAVE_SIGNAL_H 1
+#define HAVE_SIGPENDING 1
+#define HAVE_SIGRELSE 1
+#define HAVE_SIGTIMEDWAIT 1
+#define HAVE_SIGWAIT 1
+#define HAVE_SIGWAITINFO 1
+#define HAVE_SNPRINTF 1
+#define HAVE_SOCKADDR_ALG 1
+#define HAVE_SOCKADDR_STORAGE 1
+#define HAVE_SOCKET 1
+#define HAVE_SOCKETPAIR 1
+#define HAVE_SOCKLEN_T 1
+#define HAVE_SPAWN_H 1
+#define HAVE_SPLICE 1
+#define HAVE_SSIZE_T 1
+#define HAVE_STATVFS 1
+#define HAVE_STAT_TV_NSEC 1
+#define HAVE_STDINT_H 1
+#define HAVE_STDIO_H 1
+#define HAVE_STDLIB_H 1
+#define HAVE_STD_ATOMIC 1
+#define HAVE_STRFTIME 1
+#define HAVE_STRINGS_H 1
+#define HAVE_STRING_H 1
+#define HAVE_STRLCPY 1
+#define HAVE_STRSIGNAL 1
+#define HAVE_STRUCT_PASSWD_PW_GECOS 1
+#define HAVE_STRUCT_PASSWD_PW_PASSWD 1
+#define HAVE_STRUCT_STAT_ST_BLKSIZE 1
+#define HAVE_STRUCT_STAT_ST_BLOCKS 1
+#define HAVE_STRUCT_STAT_ST_RDEV 1
+#define HAVE_STRUCT_TM_TM_ZONE 1
+#define HAVE_SYMLINK 1
+#define HAVE_SYMLINKAT 1
+#define HAVE_SYNC 1
+#define HAVE_SYSCONF 1
+#define HAVE_SYSEXITS_H 1
+#define HAVE_SYSLOG_H 1
+#define HAVE_SYSTEM 1
+#define HAVE_SYS_AUXV_H 1
+#define HAVE_SYS_EPOLL_H 1
+#define HAVE_SYS_EVENTFD_H 1
+#define HAVE_SYS_FILE_H 1
+#define HAVE_SYS_IOCTL_H 1
+#define HAVE_SYS_MMAN_H 1
+#define HAVE_SYS_PARAM_H 1
+#define HAVE_SYS_PIDFD_H 1
+#define HAVE_SYS_POLL_H 1
+#define HAVE_SYS_RANDOM_H 1
+#define HAVE_SYS_RESOURCE_H 1
+#define HAVE_SYS_SELECT_H 1
+#define HAVE_SYS_SENDFILE_H 1
+#define HAVE_SYS_SOCKET_H 1
+#define HAVE_SYS_SOUNDCARD_H 1
+#define HAVE_SYS_STATVFS_H 1
+#define HAVE_SYS_STAT_H 1
+#define HAVE_SYS_SYSCALL_H 1
+#define HAVE_SYS_SYSMACROS_H 1
+#define HAVE_SYS_TIMERFD_H 1
+#define HAVE_SYS_TIMES_H 1
+#define HAVE_SYS_TIME_H 1
+#define HAVE_SYS_TYPES_H 1
+#define HAVE_SYS_UIO_H 1
+#define HAVE_SYS_UN_H 1
+#define HAVE_SYS_UTSNAME_H 1
+#define HAVE_SYS_WAIT_H 1
+#define HAVE_SYS_XATTR_H 1
+#define HAVE_TCGETPGRP 1
+#define HAVE_TCSETPGRP 1
+#define HAVE_TEMPNAM 1
+#define HAVE_TERMIOS_H 1
+#define HAVE_TERM_H 1
+#define HAVE_TIMEGM 1
+#define HAVE_TIMERFD_CREATE 1
+#define HAVE_TIMES 1
+#define HAVE_TMPFILE 1
+#define HAVE_TMPNAM 1
+#define HAVE_TMPNAM_R 1
+#define HAVE_TM_ZONE 1
+#define HAVE_TRUNCATE 1
+#define HAVE_TTYNAME_R 1
+#define HAVE_UMASK 1
+#define HAVE_UNAME 1
+#define HAVE_UNISTD_H 1
+#define HAVE_UNLINKAT 1
+#define HAVE_UNLOCKPT 1
+#define HAVE_UNSHARE 1
+#define HAVE_UTIMENSAT 1
+#define HAVE_UTIMES 1
+#define HAVE_UTIME_H 1
+#define HAVE_UTMP_H 1
+#define HAVE_UT_NAMESIZE 1
+#define HAVE_UUID_GENERATE_TIME_SAFE 1
+#define HAVE_UUID_UUID_H 1
+#define HAVE_VFORK 1
+#define HAVE_WAIT 1
+#define HAVE_WAIT3 1
+#define HAVE_WAIT4 1
+#define HAVE_WAITID 1
+#define HAVE_WAITPID 1
+#define HAVE_WCHAR_H 1
+#define HAVE_WCSCOLL 1
+#define HAVE_WCSFTIME 1
+#define HAVE_WCSXFRM 1
+#define HAVE_WMEMCMP 1
+#define HAVE_WORKING_TZSET 1
+#define HAVE_WRITEV 1
+#define HAVE_ZLIB_COPY 1
+#define HAVE_ZLIB_H 1
+#define HAVE___UINT128_T 1
+#define MAJOR_IN_SYSMACROS 1
+#define MVWDELCH_IS_EXPRESSION 1
+#define PTHREAD_KEY_T_IS_COMPATIBLE_WITH_INT 1
+#define PTHREAD_SYSTEM_SCHED_SUPPORTED 1
+#define PY_BUILTIN_HASHLIB_HASHES "md5,sha1,sha2,sha3,blake2"
+#define PY_COERCE_C_LOCALE 1
+#define PY_HAVE_PERF_TRAMPOLINE 1
+#define PY_SQLITE_HAVE_SERIALIZE 1
+#define PY_SSL_DEFAULT_CIPHERS 1
+#define PY_SUPPORT_TIER 1
+#define Py_GIL_DISABLED 1
+#define RETSIGTYPE void
+#define SIZEOF_DOUBLE 8
+#define SIZEOF_FLOAT 4
+#define SIZEOF_FPOS_T 16
+#define SIZEOF_INT 4
+#define SIZEOF_LONG 8
+#define SIZEOF_LONG_DOUBLE 16
+#define SIZEOF_LONG_LONG 8
+#define SIZEOF_OFF_T 8
+#define SIZEOF_PID_T 4
+#define SIZEOF_PTHREAD_KEY_T 4
+#define SIZEOF_PTHREAD_T 8
+#define SIZEOF_SHORT 2
+#define SIZEOF_SIZE_T 8
+#define SIZEOF_TIME_T 8
+#define SIZEOF_UINTPTR_T 8
+#define SIZEOF_VOID_P 8
+#define SIZEOF_WCHAR_T 4
+#define SIZEOF__BOOL 1
+#define STDC_HEADERS 1
+#define SYS_SELECT_WITH_SYS_TIME 1
+#define WITH_DECIMAL_CONTEXTVAR 1
+#define WITH_DOC_STRINGS 1
+#define WITH_FREELISTS 1
+#define WITH_MIMALLOC 1
+#define WITH_PYMALLOC 1
+#define _DARWIN_C_SOURCE 1
+#define _FILE_OFFSET_BITS 64
+#define _LARGEFILE_SOURCE 1
+#define _NETBSD_SOURCE 1
+#define _POSIX_C_SOURCE 200809L
+#define _PYTHONFRAMEWORK ""
+#define _REENTRANT 1
+#define _XOPEN_SOURCE 700
+#define _XOPEN_SOURCE_EXTENDED 1
+#define __BSD_VISIBLE 1
+
+#ifndef _ALL_SOURCE
+#define _ALL_SOURCE 1
+#endif
+#ifndef _DARWIN_C_SOURCE
+#define _DARWIN_C_SOURCE 1
+#endif
+#ifndef __EXTENSIONS__
+#define __EXTENSIONS__ 1
+#endif
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+#ifndef _HPUX_ALT_XOPEN_SOCKET_API
+#define _HPUX_ALT_XOPEN_SOCKET_API 1
+#endif
+#ifndef _NETBSD_SOURCE
+#define _NETBSD_SOURCE 1
+#endif
+#ifndef _OPENBSD_SOURCE
+#define _OPENBSD_SOURCE 1
+#endif
+#ifndef _POSIX_PTHREAD_SEMANTICS
+#define _POSIX_PTHREAD_SEMANTICS 1
+#endif
+#ifndef __STDC_WANT_IEC_60559_ATTRIBS_EXT__
+#define __STDC_WANT_IEC_60559_ATTRIBS_EXT__ 1
+#endif
+#ifndef __STDC_WANT_IEC_60559_BFP_EXT__
+#define __STDC_WANT_IEC_60559_BFP_EXT__ 1
+#endif
+#ifndef __STDC_WANT_IEC_60559_DFP_EXT__
+#define __STDC_WANT_IEC_60559_DFP_EXT__ 1
+#endif
+#ifndef __STDC_WANT_IEC_60559_FUNCS_EXT__
+#define __STDC_WANT_IEC_60559_FUNCS_EXT__ 1
+#endif
+#ifndef __STDC_WANT_IEC_60559_TYPES_EXT__
+#define __STDC_WANT_IEC_60559_TYPES_EXT__ 1
+#endif
+#ifndef __STDC_WANT_LIB_EXT2__
+#define __STDC_WANT_LIB_EXT2__ 1
+#endif
+#ifndef __STDC_WANT_MATH_SPEC_FUNCS__
+#define __STDC_WANT_MATH_SPEC_FUNCS__ 1
+#endif
+#ifndef _TANDEM_SOURCE
+#define _TANDEM_SOURCE 1
+#endif
+#ifndef _XOPEN_SOURCE
+#define _XOPEN_SOURCE 700
+#endif
+
+/* undef AC_APPLE_UNIVERSAL_BUILD */
+/* undef AIX_BUILDDATE */
+/* undef AIX_GENUINE_CPLUSPLUS */
+/* undef ALT_SOABI */
+/* undef ANDROID_API_LEVEL */
+/* undef DOUBLE_IS_ARM_MIXED_ENDIAN_IEEE754 */
+/* undef DOUBLE_IS_BIG_ENDIAN_IEEE754 */
+/* undef GETPGRP_HAVE_ARG */
+/* undef HAVE_ALIGNED_REQUIRED */
+/* undef HAVE_ALTZONE */
+/* undef HAVE_BLUETOOTH_BLUETOOTH_H */
+/* undef HAVE_BLUETOOTH_H */
+/* undef HAVE_BROKEN_MBSTOWCS */
+/* undef HAVE_BROKEN_NICE */
+/* undef HAVE_BROKEN_PIPE_BUF */
+/* undef HAVE_BROKEN_POLL */
+/* undef HAVE_BROKEN_POSIX_SEMAPHORES */
+/* undef HAVE_BROKEN_PTHREAD_SIGMASK */
+/* undef HAVE_BROKEN_SEM_GETVALUE */
+/* undef HAVE_BROKEN_UNSETENV */
+/* undef HAVE_CHFLAGS */
+/* undef HAVE_CONIO_H */
+/* undef HAVE_CTERMID_R */
+/* undef HAVE_DB_H */
+/* undef HAVE_DECL_TZNAME */
+/* undef HAVE_DEV_PTC */
+/* undef HAVE_DIRECT_H */
+/* undef HAVE_DYLD_SHARED_CACHE_CONTAINS_PATH */
+/* undef HAVE_EDITLINE_READLINE_H */
+/* undef HAVE_EXPLICIT_MEMSET */
+/* undef HAVE_FDWALK */
+/* undef HAVE_FORK1 */
+/* undef HAVE_FSEEK64 */
+/* undef HAVE_FTELL64 */
+/* undef HAVE_GCC_ASM_FOR_MC68881 */
+/* undef HAVE_GDBM_DASH_NDBM_H */
+/* undef HAVE_GDBM_NDBM_H */
+/* undef HAVE_GETHOSTBYNAME_R_3_ARG */
+/* undef HAVE_GETHOSTBYNAME_R_5_ARG */
+/* undef HAVE_GLIBC_MEMMOVE_BUG */
+/* undef HAVE_IO_H */
+/* undef HAVE_IPA_PURE_CONST_BUG */
+/* undef HAVE_KQUEUE */
+/* undef HAVE_LARGEFILE_SUPPORT */
+/* undef HAVE_LCHFLAGS */
+/* undef HAVE_LCHMOD */
+/* undef HAVE_LIBB2 */
+/* undef HAVE_LIBDB */
+/* undef HAVE_LIBDLD */
+/* undef HAVE_LIBIEEE */
+/* undef HAVE_LIBRESOLV */
+/* undef HAVE_LIBSENDFILE */
+/* undef HAVE_LIBUTIL_H */
+/* undef HAVE_MAXLOGNAME */
+/* undef HAVE_MINIX_CONFIG_H */
+/* undef HAVE_NCURSES */
+/* undef HAVE_NCURSES_CURSES_H */
+/* undef HAVE_NCURSES_NCURSES_H */
+/* undef HAVE_NCURSES_PANEL_H */
+/* undef HAVE_NDBM_H */
+/* undef HAVE_NDIR_H */
+/* undef HAVE_NETCAN_CAN_H */
+/* undef HAVE_NETLINK_NETLINK_H */
+/* undef HAVE_NON_UNICODE_WCHAR_T_REPRESENTATION */
+/* undef HAVE_PANEL */
+/* undef HAVE_PANELW */
+/* undef HAVE_PLOCK */
+/* undef HAVE_PROCESS_H */
+/* undef HAVE_PTHREAD_COND_TIMEDWAIT_RELATIVE_NP */
+/* undef HAVE_PTHREAD_DESTRUCTOR */
+/* undef HAVE_PTHREAD_INIT */
+/* undef HAVE_PTHREAD_STUBS */
+/* undef HAVE_RTPSPAWN */
+/* undef HAVE_SOCKADDR_SA_LEN */
+/* undef HAVE_STAT_TV_NSEC2 */
+/* undef HAVE_STROPTS_H */
+/* undef HAVE_STRUCT_STAT_ST_BIRTHTIME */
+/* undef HAVE_STRUCT_STAT_ST_FLAGS */
+/* undef HAVE_STRUCT_STAT_ST_GEN */
+/* undef HAVE_SYSCTLBYNAME */
+/* undef HAVE_SYS_AUDIOIO_H */
+/* undef HAVE_SYS_BSDTTY_H */
+/* undef HAVE_SYS_DEVPOLL_H */
+/* undef HAVE_SYS_DIR_H */
+/* undef HAVE_SYS_ENDIAN_H */
+/* undef HAVE_SYS_EVENT_H */
+/* undef HAVE_SYS_KERN_CONTROL_H */
+/* undef HAVE_SYS_LOADAVG_H */
+/* undef HAVE_SYS_LOCK_H */
+/* undef HAVE_SYS_MEMFD_H */
+/* undef HAVE_SYS_MKDEV_H */
+/* undef HAVE_SYS_MODEM_H */
+/* undef HAVE_SYS_NDIR_H */
+/* undef HAVE_SYS_SYSCTL_H */
+/* undef HAVE_SYS_SYS_DOMAIN_H */
+/* undef HAVE_SYS_TERMIO_H */
+/* undef HAVE_TZNAME */
+/* undef HAVE_USABLE_WCHAR_T */
+/* undef HAVE_UTIL_H */
+/* undef HAVE_UUID_CREATE */
+/* undef HAVE_UUID_ENC_BE */
+/* undef HAVE_UUID_GENERATE_TIME_SAFE_STABLE_MAC */
+/* undef HAVE_UUID_H */
+/* undef HAVE__GETPTY */
+/* undef MAJOR_IN_MKDEV */
+/* undef PACKAGE_BUGREPORT */
+/* undef PACKAGE_NAME */
+/* undef PACKAGE_STRING */
+/* undef PACKAGE_TARNAME */
+/* undef PACKAGE_URL */
+/* undef PACKAGE_VERSION */
+/* undef POSIX_SEMAPHORES_NOT_ENABLED */
+/* undef PYLONG_BITS_IN_DIGIT */
+/* undef PY_SQLITE_ENABLE_LOAD_EXTENSION */
+/* undef PY_SSL_DEFAULT_CIPHER_STRING */
+/* undef Py_DEBUG */
+/* undef Py_ENABLE_SHARED */
+/* undef Py_HASH_ALGORITHM */
+/* undef Py_RL_STARTUP_HOOK_TAKES_ARGS */
+/* undef Py_STATS */
+/* undef Py_SUNOS_VERSION */
+/* undef Py_TRACE_REFS */
+/* undef SETPGRP_HAVE_ARG */
+/* undef SIGNED_RIGHT_SHIFT_ZERO_FILLS */
+/* undef THREAD_STACK_SIZE */
+/* undef TIMEMODULE_LIB */
+/* undef TM_IN_SYS_TIME */
+/* undef USE_COMPUTED_GOTOS */
+/* undef WINDOW_HAS_FLAGS */
+/* undef WITH_DTRACE */
+/* undef WITH_DYLD */
+/* undef WITH_EDITLINE */
+/* undef WITH_LIBINTL */
+/* undef WITH_NEXT_FRAMEWORK */
+/* undef WITH_VALGRIND */
+/* undef X87_DOUBLE_ROUNDING */
+/* undef _BSD_SOURCE */
+/* undef _INCLUDE__STDC_A1_SOURCE */
+/* undef _LARGE_FILES */
+/* undef _MINIX */
+/* undef _POSIX_1_SOURCE */
+/* undef _POSIX_SOURCE */
+/* undef _POSIX_THREADS */
+/* undef _WASI_EMULATED_GETPID */
+/* undef _WASI_EMULATED_PROCESS_CLOCKS */
+/* undef _WASI_EMULATED_SIGNAL */
+/* undef clock_t */
+/* undef const */
+/* undef gid_t */
+/* undef mode_t */
+/* undef off_t */
+/* undef pid_t */
+/* undef signed */
+/* undef size_t */
+/* undef socklen_t */
+/* undef uid_t */
+
+#endif
