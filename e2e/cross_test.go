@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"debug/elf"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -53,6 +54,25 @@ func TestCrossAarch64(t *testing.T) {
 		t.Fatalf("the aarch64 build reused nothing from the x86_64 build")
 	}
 	t.Logf("aarch64 build: %d of %d actions were hits from the x86_64 build:\n  %s", len(hits), len(hits)+len(misses), strings.Join(hits, "\n  "))
+
+	// ferrule explain across the two platforms: every difference is the
+	// target triple, the toolchain, pyconfig, a dependency built for the
+	// other target, or command-line positions shifted by those (bindgen's
+	// include list differs in length); --expect fails on anything else, e.g.
+	// a source file or an environment variable.
+	cmd := exec.Command(ferruleBinary(t), "explain", "--across_configs",
+		"--expect", "target triple,toolchain,pyconfig,dependency outputs,command line",
+		filepath.Join(dir, "x86_64.json"), filepath.Join(dir, "aarch64.json"))
+	report, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Errorf("ferrule explain --expect found other causes: %v\n%s", err, tail(string(report), 40))
+	}
+	if !strings.Contains(string(report), "why, by cause") || !strings.Contains(string(report), "target triple") {
+		t.Errorf("ferrule explain's summary names no target triple:\n%s", tail(string(report), 30))
+	}
+	if i := strings.Index(string(report), "why, by cause"); i >= 0 {
+		t.Logf("ferrule explain x86_64 vs aarch64:\n%s", report[i:])
+	}
 
 	bin := strings.TrimSpace(lastLine(b.Run(t, append([]string{"info"}, append(aarch64, "bazel-bin")...)...)))
 	mods, _ := filepath.Glob(filepath.Join(bin, "examples/base64/*.cpython-*-aarch64-linux-gnu.so"))

@@ -83,10 +83,11 @@ func Classify(d Difference) string {
 		return CauseDependency
 	case d.Kind == InputFile:
 		return "source file " + d.Name
+	case d.Kind == Argument && (isToolchainPath(all) || strings.Contains(all, "-gcc") || strings.Contains(all, "linker=")):
+		// A compiler or linker named (a cross compiler's name has a triple in it).
+		return CauseToolchain
 	case triple.FindString(d.A) != triple.FindString(d.B):
 		return CauseTriple
-	case d.Kind == Argument && (isToolchainPath(all) || strings.Contains(all, "-gcc") || strings.Contains(all, "linker=")):
-		return CauseToolchain
 	case d.Kind == EnvVarKind:
 		return "environment variable " + d.Name
 	case d.Kind == PlatformKey:
