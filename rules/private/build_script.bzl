@@ -30,6 +30,12 @@ def _build_script_run_impl(ctx):
     args.add("--flags-out", flags)
     args.add("--opt-level", "3" if ctx.var["COMPILATION_MODE"] == "opt" else "1")
     args.add_all(ctx.attr.crate_features, before_each = "--feature")
+    dep_inputs = []
+    for d in ctx.attr.links_deps:
+        info = d[BuildScriptInfo]
+        if info.links:
+            args.add("--links-dep", "{}={}".format(info.links, info.flags.path))
+            dep_inputs += [info.flags, info.out_dir]
     version = ctx.attr.version
     core, _, pre = version.partition("-")
     parts = (core.split(".") + ["0", "0", "0"])[:3]
@@ -49,7 +55,7 @@ def _build_script_run_impl(ctx):
     ctx.actions.run(
         executable = ctx.executable._builder,
         arguments = [args],
-        inputs = depset([script] + ctx.files.data, transitive = [tc.files]),
+        inputs = depset([script] + ctx.files.data + dep_inputs, transitive = [tc.files]),
         tools = [ctx.attr.script[DefaultInfo].files_to_run],
         outputs = [flags, out_dir],
         env = _ENV,
@@ -57,7 +63,7 @@ def _build_script_run_impl(ctx):
         progress_message = "Running build script of {} ({})".format(ctx.attr.package_name, ctx.label),
     )
     return [
-        BuildScriptInfo(flags = flags, out_dir = out_dir),
+        BuildScriptInfo(flags = flags, out_dir = out_dir, links = ctx.attr.links),
         DefaultInfo(files = depset([flags, out_dir])),
     ]
 
@@ -72,6 +78,7 @@ cargo_build_script_run = rule(
         "manifest_dir": attr.string(doc = "Package-relative directory holding Cargo.toml (the script's working directory)."),
         "links": attr.string(doc = "The package's `links` key (CARGO_MANIFEST_LINKS)."),
         "data": attr.label_list(allow_files = True, doc = "Files the script reads (usually the whole crate)."),
+        "links_deps": attr.label_list(providers = [BuildScriptInfo], doc = "Build scripts of the package's dependencies with a `links` key: their metadata is DEP_<LINKS>_<KEY> here."),
         "build_script_env": attr.string_dict(doc = "Extra environment for the script."),
         "_builder": attr.label(default = "//rules/builder", executable = True, cfg = "exec"),
     },
