@@ -412,18 +412,20 @@ func (g *gen) writeCond(name string, c condList, extra []string) {
 		return
 	}
 	b := g.b
-	fmt.Fprintf(b, "    %s = [", name)
-	if len(always) > 0 {
-		b.WriteString("\n")
+	fmt.Fprintf(b, "    %s = ", name)
+	if len(always) > 0 || len(per) == 0 {
+		b.WriteString("[\n")
 		for _, v := range always {
 			fmt.Fprintf(b, "        %q,\n", v)
 		}
-		b.WriteString("    ")
+		b.WriteString("    ]")
 	}
-	b.WriteString("]")
 	if len(per) > 0 {
 		g.selects = true
-		b.WriteString(" + select({\n")
+		if len(always) > 0 {
+			b.WriteString(" + ")
+		}
+		b.WriteString("select({\n")
 		for _, t := range g.triples {
 			if len(per[t]) == 0 {
 				continue
