@@ -20,6 +20,21 @@ var targetCfgs = map[string]map[string][]string{
 	},
 }
 
+// platforms are the target triples the generated targets build for, in
+// the order their select() branches are written, with the constraint values
+// of the Bazel platforms (//platforms) that stand for them.
+var platforms = []struct {
+	triple      string
+	constraints []string
+}{
+	{"aarch64-unknown-linux-gnu", []string{"@platforms//cpu:aarch64", "@platforms//os:linux"}},
+	{"x86_64-unknown-linux-gnu", []string{"@platforms//cpu:x86_64", "@platforms//os:linux"}},
+}
+
+// settingName is the config_setting the generated BUILD file declares for a
+// triple.
+func settingName(triple string) string { return "platform_" + triple }
+
 // matchTarget reports whether a [target.X] key applies to triple: X is a
 // triple or a cfg(...) expression.
 func matchTarget(spec, triple string) (bool, error) {

@@ -2,7 +2,9 @@
 // into Bazel targets: one rust_library or rust_proc_macro per crate (with
 // its version, edition, resolved features and dependencies), one
 // cargo_build_script per build.rs, and aliases for the root manifest's
-// direct dependencies. It is the engine of `ferrule vendor`.
+// direct dependencies. Target-specific dependencies become select()s over
+// the platform table; overrides.toml, the user's file, adds to or replaces
+// parts of single crates' targets. It is the engine of `ferrule vendor`.
 //
 // Output is deterministic: the same lock file and vendor directory always
 // produce the same bytes. Inconsistencies (a crate missing from the vendor

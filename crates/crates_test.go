@@ -308,6 +308,7 @@ func TestCommittedTargetsUpToDate(t *testing.T) {
 		Lock:      filepath.Join(dir, "Cargo.lock"),
 		VendorDir: vendor,
 		Repo:      "ferrule_crates",
+		Overrides: filepath.Join(dir, "overrides.toml"),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -328,5 +329,183 @@ func TestCommittedTargetsUpToDate(t *testing.T) {
 	}
 	if !hasMacro || !hasBuildScript {
 		t.Errorf("the example's crate closure must include a proc-macro crate and a build script (macro %v, build script %v)", hasMacro, hasBuildScript)
+	}
+}
+
+// withPlatformDeps adds to app a dependency for aarch64 only and one for
+// every unix target, and gives helper a links key and a build script.
+func withPlatformDeps(f *fixture) string {
+	f.crates["app-1.2.3"] += `
+[target.'cfg(target_arch = "aarch64")'.dependencies.armonly]
+version = "1"
+
+[target.'cfg(unix)'.dependencies.unixdep]
+version = "1"
+`
+	f.crates["armonly-1.0.0"] = "[package]\nname = \"armonly\"\nversion = \"1.0.0\"\n"
+	f.crates["unixdep-1.0.0"] = "[package]\nname = \"unixdep\"\nversion = \"1.0.0\"\n"
+	f.crates["helper-0.5.0"] = strings.Replace(f.crates["helper-0.5.0"], `version = "0.5.0"`, "version = \"0.5.0\"\nlinks = \"helper\"\nbuild = \"build.rs\"", 1)
+	f.sums["armonly-1.0.0"], f.sums["unixdep-1.0.0"] = "a1", "u1"
+	lock := strings.Replace(lockFile, `"winonly", "bdep"]`, `"winonly", "bdep", "armonly", "unixdep"]`, 1)
+	return lock + `
+[[package]]
+name = "armonly"
+version = "1.0.0"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+checksum = "a1"
+
+[[package]]
+name = "unixdep"
+version = "1.0.0"
+source = "registry+https://github.com/rust-lang/crates.io-index"
+checksum = "u1"
+`
+}
+
+func TestPlatformSelect(t *testing.T) {
+	f := newFixture(t)
+	lock := withPlatformDeps(f)
+	res, err := Generate(f.write(t, rootManifest, lock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	build := string(res.RepoBuild)
+	app := block(t, build, "rust_library", "app-1.2.3")
+	for _, want := range []string{
+		`":unixdep-1.0.0",`, // cfg(unix): every platform of the table, so unconditional
+		`] + select({
+        ":platform_aarch64-unknown-linux-gnu": [":armonly-1.0.0"],
+        "//conditions:default": [],
+    }),`,
+	} {
+		if !strings.Contains(app, want) {
+			t.Errorf("app target lacks %q:\n%s", want, app)
+		}
+	}
+	if strings.Contains(app, "winonly") {
+		t.Errorf("windows-only dependency listed:\n%s", app)
+	}
+	if !strings.Contains(build, "rust_library(\n    name = \"armonly-1.0.0\",") {
+		t.Errorf("the aarch64-only crate has no target")
+	}
+	for _, want := range []string{
+		"config_setting(\n    name = \"platform_aarch64-unknown-linux-gnu\",\n    constraint_values = [\n        \"@platforms//cpu:aarch64\",\n        \"@platforms//os:linux\",\n    ],\n)",
+		"config_setting(\n    name = \"platform_x86_64-unknown-linux-gnu\",",
+	} {
+		if !strings.Contains(build, want) {
+			t.Errorf("BUILD lacks %q", want)
+		}
+	}
+
+	// One triple only: the aarch64 crate is gone and nothing is selected.
+	o := f.write(t, rootManifest, lock)
+	o.Target = "x86_64-unknown-linux-gnu"
+	res, err = Generate(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(res.RepoBuild), "armonly") || strings.Contains(string(res.RepoBuild), "select(") {
+		t.Errorf("x86_64-only generation lists aarch64 dependencies:\n%s", res.RepoBuild)
+	}
+	o.Target = "riscv64gc-unknown-linux-gnu"
+	if _, err := Generate(o); err == nil || !strings.Contains(err.Error(), "riscv64gc-unknown-linux-gnu") {
+		t.Errorf("want an error naming the unknown target, got %v", err)
+	}
+}
+
+func TestSourcesAndLinks(t *testing.T) {
+	f := newFixture(t)
+	res, err := Generate(f.write(t, rootManifest, withPlatformDeps(f)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	build := string(res.RepoBuild)
+	bs := block(t, build, "cargo_build_script", "app-1.2.3_build_script")
+	// The whole crate's .rs files (a build script may include!() src/...),
+	// and the links crate's build script, whose metadata becomes DEP_HELPER_*.
+	for _, want := range []string{
+		`srcs = glob(["app-1.2.3/**/*.rs"]),`,
+		"links_deps = [\n        \":helper-0.5.0_build_script\",\n    ],",
+	} {
+		if !strings.Contains(bs, want) {
+			t.Errorf("build script target lacks %q:\n%s", want, bs)
+		}
+	}
+	if !strings.Contains(block(t, build, "cargo_build_script", "helper-0.5.0_build_script"), `links = "helper",`) {
+		t.Errorf("helper's build script lacks its links key")
+	}
+	app := block(t, build, "rust_library", "app-1.2.3")
+	if !strings.Contains(app, `srcs = glob(["app-1.2.3/**/*.rs"]),`) || strings.Contains(app, "examples") {
+		t.Errorf("library sources must include every .rs file (examples/ too):\n%s", app)
+	}
+}
+
+func TestOverrides(t *testing.T) {
+	f := newFixture(t)
+	o := f.write(t, rootManifest, withPlatformDeps(f))
+	o.Overrides = filepath.Join(f.dir, "overrides.toml")
+	write := func(s string) {
+		if err := os.WriteFile(o.Overrides, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(`# the user's
+[app]
+build_script_env = { PYO3_NO_PYTHON = "1", CONF = "${pwd}/x" }
+build_script_data = ["//python:config"]
+compile_data = ["//data:file", "@other//:f"]
+rustc_env = { APP_MODE = "bazel" }
+rustc_flags = ["-Cdebug-assertions=off"]
+deps = ["//native:shim"]
+
+["helper-0.5.0"]
+build_script = "//native:helper_build_script"
+`)
+	res, err := Generate(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	build := string(res.RepoBuild)
+	bs := block(t, build, "cargo_build_script", "app-1.2.3_build_script")
+	for _, want := range []string{
+		"data = glob([\"app-1.2.3/**\"]) + [\n        \"@//python:config\",\n    ],",
+		"build_script_env = {\n        \"CONF\": \"${pwd}/x\",\n        \"PYO3_NO_PYTHON\": \"1\",\n    },",
+		"links_deps = [\n        \"@//native:helper_build_script\",\n    ],",
+	} {
+		if !strings.Contains(bs, want) {
+			t.Errorf("build script target lacks %q:\n%s", want, bs)
+		}
+	}
+	app := block(t, build, "rust_library", "app-1.2.3")
+	for _, want := range []string{
+		"\"@//data:file\",\n        \"@other//:f\",\n    ],",
+		"rustc_env = {\n        \"APP_MODE\": \"bazel\",\n    },",
+		`rustc_flags = ["--cap-lints=allow", "-Cdebug-assertions=off"],`,
+		"\"@//native:shim\",\n",
+	} {
+		if !strings.Contains(app, want) {
+			t.Errorf("app target lacks %q:\n%s", want, app)
+		}
+	}
+	if strings.Contains(build, "name = \"helper-0.5.0_build_script\"") ||
+		!strings.Contains(block(t, build, "rust_library", "helper-0.5.0"), `build_script = "@//native:helper_build_script",`) {
+		t.Errorf("helper's build script was not replaced:\n%s", build)
+	}
+	again, err := Generate(o)
+	if err != nil || !bytes.Equal(again.RepoBuild, res.RepoBuild) {
+		t.Fatalf("regenerating with the same overrides changed the output (err %v)", err)
+	}
+
+	write("[nosuch]\ndeps = [\"//x\"]\n")
+	if _, err := Generate(o); err == nil || !strings.Contains(err.Error(), "crate nosuch is not in the resolved dependency graph") {
+		t.Errorf("want an error naming the unknown crate, got %v", err)
+	}
+	write("[app]\ndatas = [\"//x\"]\n")
+	if _, err := Generate(o); err == nil || !strings.Contains(err.Error(), "unknown key") || !strings.Contains(err.Error(), "[app]") {
+		t.Errorf("want an unknown-key error naming the crate, got %v", err)
+	}
+	write("[app]\nrustc_env = { A = 1 }\n")
+	if _, err := Generate(o); err == nil || !strings.Contains(err.Error(), "rustc_env") {
+		t.Errorf("want a type error naming rustc_env, got %v", err)
 	}
 }

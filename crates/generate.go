@@ -14,7 +14,8 @@ type Options struct {
 	Lock      string // its Cargo.lock
 	VendorDir string // the directory `cargo vendor --versioned-dirs` wrote
 	Repo      string // name of the external repository that holds the crates, e.g. ferrule_crates
-	Target    string // target triple for target-specific dependencies
+	Target    string // only this target triple; "" for every triple of the platform table (select()s)
+	Overrides string // the user's per-crate overrides file (overrides.toml); "" or absent for none
 }
 
 // Result is the generated files' contents.
@@ -34,8 +35,18 @@ type resolved struct {
 
 // Generate reads the lock file and vendor directory and returns the BUILD files.
 func Generate(o Options) (*Result, error) {
-	if o.Target == "" {
-		o.Target = "x86_64-unknown-linux-gnu"
+	var triples []string
+	for _, pl := range platforms {
+		if o.Target == "" || o.Target == pl.triple {
+			triples = append(triples, pl.triple)
+		}
+	}
+	if len(triples) == 0 {
+		return nil, fmt.Errorf("target %s is not in the platform table (%s)", o.Target, strings.Join(platformTriples(), ", "))
+	}
+	overrides, err := ReadOverrides(o.Overrides)
+	if err != nil {
+		return nil, err
 	}
 	lock, err := ReadLock(o.Lock)
 	if err != nil {
@@ -123,7 +134,7 @@ func Generate(o Options) (*Result, error) {
 		sort.Slice(pkgs, func(i, j int) bool { return pkgs[i].Dir < pkgs[j].Dir })
 		for _, p := range pkgs {
 			r := state[p]
-			c, err := applyFeatures(r, o.Target, func(d Dep) (bool, error) { return activateDep(d, p.LockDeps, p.Name+" "+p.Version) })
+			c, err := applyFeatures(r, triples, func(d Dep) (bool, error) { return activateDep(d, p.LockDeps, p.Name+" "+p.Version) })
 			if err != nil {
 				return nil, err
 			}
@@ -146,11 +157,27 @@ func Generate(o Options) (*Result, error) {
 		}
 		res.Crates = append(res.Crates, r.pkg)
 	}
+	if err := checkOverrides(o.Overrides, overrides, res.Crates); err != nil {
+		return nil, err
+	}
 	var rb bytes.Buffer
 	rb.WriteString(repoHeader)
+	g := &gen{b: &rb, triples: triples, overrides: overrides}
 	for _, r := range active {
-		if err := writeCrate(&rb, r, func(d Dep) (*Package, error) { return find(r.pkg.LockDeps, d.Package, r.pkg.Name+" "+r.pkg.Version) }); err != nil {
+		if err := g.writeCrate(r, func(d Dep) (*Package, error) { return find(r.pkg.LockDeps, d.Package, r.pkg.Name+" "+r.pkg.Version) }); err != nil {
 			return nil, err
+		}
+	}
+	if g.selects {
+		for _, pl := range platforms {
+			if !contains(triples, pl.triple) {
+				continue
+			}
+			fmt.Fprintf(&rb, "\nconfig_setting(\n    name = %q,\n    constraint_values = [\n", settingName(pl.triple))
+			for _, c := range pl.constraints {
+				fmt.Fprintf(&rb, "        %q,\n", c)
+			}
+			fmt.Fprintf(&rb, "    ],\n)\n")
 		}
 	}
 	res.RepoBuild = rb.Bytes()
@@ -208,7 +235,7 @@ func readRoot(manifest string, lock *Lock) ([]Dep, []string, error) {
 
 // applyFeatures enables what r's features imply; activate enables a
 // dependency edge and reports whether anything changed.
-func applyFeatures(r *resolved, triple string, activate func(Dep) (bool, error)) (bool, error) {
+func applyFeatures(r *resolved, triples []string, activate func(Dep) (bool, error)) (bool, error) {
 	p := r.pkg
 	changed := false
 	usesDepSyntax := map[string]bool{}
@@ -273,11 +300,13 @@ func applyFeatures(r *resolved, triple string, activate func(Dep) (bool, error))
 		active map[string]bool
 	}{{p.Deps, r.deps}, {p.BuildDeps, r.bdeps}} {
 		for _, d := range group.deps {
-			ok, err := matchTarget(d.Target, triple)
+			// Active if it applies to any target of the table; the BUILD
+			// file selects it on the platforms it applies to.
+			ts, err := depTriples(d, triples)
 			if err != nil {
 				return false, fmt.Errorf("crate %s %s: %v", p.Name, p.Version, err)
 			}
-			if !ok {
+			if len(ts) == 0 {
 				continue
 			}
 			if !d.Optional && !group.active[d.Key] {
@@ -323,8 +352,99 @@ package(default_visibility = ["//visibility:public"])
 exports_files(["BUILD.crates.bazel"])
 `
 
-func writeCrate(b *bytes.Buffer, r *resolved, find func(Dep) (*Package, error)) error {
+// gen writes the repository's BUILD file.
+type gen struct {
+	b         *bytes.Buffer
+	triples   []string
+	overrides map[string]*Override
+	selects   bool // some list used select(): declare the config_settings
+}
+
+func (g *gen) override(p *Package) *Override {
+	if o := g.overrides[p.Dir]; o != nil {
+		return o
+	}
+	if o := g.overrides[p.Name]; o != nil {
+		return o
+	}
+	return &Override{}
+}
+
+// buildScriptLabel is the target whose BuildScriptInfo feeds p's compile:
+// the generated cargo_build_script, an override's replacement, or "".
+func (g *gen) buildScriptLabel(p *Package) string {
+	if o := g.override(p); o.BuildScript != "" {
+		return userLabel(o.BuildScript)
+	}
+	if p.BuildScript != "" {
+		return ":" + p.Dir + "_build_script"
+	}
+	return ""
+}
+
+// condList maps labels to the triples they apply to.
+type condList map[string]map[string]bool
+
+func (c condList) add(label string, triples []string) {
+	if c[label] == nil {
+		c[label] = map[string]bool{}
+	}
+	for _, t := range triples {
+		c[label][t] = true
+	}
+}
+
+// write renders `name = [always...] + select({platform: [...]})`.
+func (g *gen) writeCond(name string, c condList, extra []string) {
+	var always []string
+	per := map[string][]string{}
+	for _, label := range sortedKeys(c) {
+		if len(c[label]) == len(g.triples) {
+			always = append(always, label)
+			continue
+		}
+		for _, t := range sortedKeys(c[label]) {
+			per[t] = append(per[t], label)
+		}
+	}
+	always = append(always, extra...)
+	if len(always) == 0 && len(per) == 0 {
+		return
+	}
+	b := g.b
+	fmt.Fprintf(b, "    %s = ", name)
+	if len(always) > 0 || len(per) == 0 {
+		b.WriteString("[\n")
+		for _, v := range always {
+			fmt.Fprintf(b, "        %q,\n", v)
+		}
+		b.WriteString("    ]")
+	}
+	if len(per) > 0 {
+		g.selects = true
+		if len(always) > 0 {
+			b.WriteString(" + ")
+		}
+		b.WriteString("select({\n")
+		for _, t := range g.triples {
+			if len(per[t]) == 0 {
+				continue
+			}
+			quoted := make([]string, len(per[t]))
+			for i, l := range per[t] {
+				quoted[i] = fmt.Sprintf("%q", l)
+			}
+			fmt.Fprintf(b, "        %q: [%s],\n", ":"+settingName(t), strings.Join(quoted, ", "))
+		}
+		b.WriteString("        \"//conditions:default\": [],\n    })")
+	}
+	b.WriteString(",\n")
+}
+
+func (g *gen) writeCrate(r *resolved, find func(Dep) (*Package, error)) error {
+	b := g.b
 	p := r.pkg
+	ov := g.override(p)
 	var features []string
 	for f := range r.features {
 		if f == "default" {
@@ -335,57 +455,70 @@ func writeCrate(b *bytes.Buffer, r *resolved, find func(Dep) (*Package, error)) 
 		features = append(features, f)
 	}
 	sort.Strings(features)
-	labels := func(ds []Dep, active map[string]bool) (libs, macros []string, aliases map[string]string, err error) {
-		aliases = map[string]string{}
-		seen := map[string]bool{}
+	// labels sorts the active dependencies into libraries and proc macros,
+	// each with the triples it applies to, and the build scripts of those
+	// with a `links` key (their metadata reaches p's build script).
+	labels := func(ds []Dep, active map[string]bool) (libs, macros, linked condList, aliases map[string]string, err error) {
+		libs, macros, linked, aliases = condList{}, condList{}, condList{}, map[string]string{}
 		for _, d := range ds {
-			if !active[d.Key] || seen[d.Key] {
+			if !active[d.Key] {
 				continue
 			}
-			seen[d.Key] = true
+			ts, err := depTriples(d, g.triples)
+			if err != nil {
+				return nil, nil, nil, nil, fmt.Errorf("crate %s %s: %v", p.Name, p.Version, err)
+			}
+			if len(ts) == 0 {
+				continue
+			}
 			dp, err := find(d)
 			if err != nil {
-				return nil, nil, nil, err
+				return nil, nil, nil, nil, err
 			}
 			label := ":" + dp.Dir
 			if dp.ProcMacro {
-				macros = append(macros, label)
+				macros.add(label, ts)
 			} else {
-				libs = append(libs, label)
+				libs.add(label, ts)
+			}
+			if bs := g.buildScriptLabel(dp); dp.Links != "" && bs != "" {
+				linked.add(bs, ts)
 			}
 			if alias := strings.ReplaceAll(d.Key, "-", "_"); alias != dp.CrateName {
 				aliases[label] = alias
 			}
 		}
-		sort.Strings(libs)
-		sort.Strings(macros)
-		return libs, macros, aliases, nil
+		return libs, macros, linked, aliases, nil
 	}
-	libs, macros, aliases, err := labels(p.Deps, r.deps)
+	libs, macros, linked, aliases, err := labels(p.Deps, r.deps)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(b, "\n# %s %s (sha256 %s)\n", p.Name, p.Version, p.Checksum)
-	if p.BuildScript != "" {
-		blibs, bmacros, _, err := labels(p.BuildDeps, r.bdeps)
+	if p.BuildScript != "" && ov.BuildScript == "" {
+		blibs, bmacros, _, _, err := labels(p.BuildDeps, r.bdeps)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(b, "cargo_build_script(\n")
 		fmt.Fprintf(b, "    name = %q,\n", p.Dir+"_build_script")
-		fmt.Fprintf(b, "    srcs = glob([%q, %q]),\n", p.Dir+"/"+p.BuildScript, p.Dir+"/build/**/*.rs")
+		// The script may include!() any of the crate's files (e.g. from src/).
+		fmt.Fprintf(b, "    srcs = glob([%q]),\n", p.Dir+"/**/*.rs")
 		fmt.Fprintf(b, "    crate_root = %q,\n", p.Dir+"/"+p.BuildScript)
 		fmt.Fprintf(b, "    package_name = %q,\n", p.Name)
 		fmt.Fprintf(b, "    version = %q,\n", p.Version)
 		fmt.Fprintf(b, "    edition = %q,\n", p.Edition)
 		writeList(b, "crate_features", features)
-		writeList(b, "deps", blibs)
-		writeList(b, "proc_macro_deps", bmacros)
-		fmt.Fprintf(b, "    data = glob([%q]),\n", p.Dir+"/**")
+		g.writeCond("deps", blibs, nil)
+		g.writeCond("proc_macro_deps", bmacros, nil)
+		g.writeCond("links_deps", linked, nil)
+		fmt.Fprintf(b, "    data = glob([%q])", p.Dir+"/**")
+		writeExtra(b, userLabels(ov.BuildScriptData))
 		fmt.Fprintf(b, "    manifest_dir = %q,\n", p.Dir)
 		if p.Links != "" {
 			fmt.Fprintf(b, "    links = %q,\n", p.Links)
 		}
+		writeDict(b, "build_script_env", ov.BuildScriptEnv)
 		fmt.Fprintf(b, "    rustc_flags = [\"--cap-lints=allow\"],\n")
 		fmt.Fprintf(b, ")\n\n")
 	}
@@ -395,15 +528,17 @@ func writeCrate(b *bytes.Buffer, r *resolved, find func(Dep) (*Package, error)) 
 	}
 	fmt.Fprintf(b, "%s(\n", rule)
 	fmt.Fprintf(b, "    name = %q,\n", p.Dir)
-	fmt.Fprintf(b, "    srcs = glob([%q], exclude = [%q, %q, %q]),\n", p.Dir+"/**/*.rs", p.Dir+"/tests/**", p.Dir+"/benches/**", p.Dir+"/examples/**")
+	// Every .rs file: modules, and files the crate include!()s from
+	// examples/ or elsewhere.
+	fmt.Fprintf(b, "    srcs = glob([%q]),\n", p.Dir+"/**/*.rs")
 	fmt.Fprintf(b, "    crate_root = %q,\n", p.Dir+"/"+p.LibPath)
 	fmt.Fprintf(b, "    crate_name = %q,\n", p.CrateName)
 	fmt.Fprintf(b, "    package_name = %q,\n", p.Name)
 	fmt.Fprintf(b, "    version = %q,\n", p.Version)
 	fmt.Fprintf(b, "    edition = %q,\n", p.Edition)
 	writeList(b, "crate_features", features)
-	writeList(b, "deps", libs)
-	writeList(b, "proc_macro_deps", macros)
+	g.writeCond("deps", libs, userLabels(ov.Deps))
+	g.writeCond("proc_macro_deps", macros, nil)
 	if len(aliases) > 0 {
 		fmt.Fprintf(b, "    aliases = {\n")
 		for _, k := range sortedKeys(aliases) {
@@ -411,13 +546,74 @@ func writeCrate(b *bytes.Buffer, r *resolved, find func(Dep) (*Package, error)) 
 		}
 		fmt.Fprintf(b, "    },\n")
 	}
-	if p.BuildScript != "" {
-		fmt.Fprintf(b, "    build_script = %q,\n", ":"+p.Dir+"_build_script")
+	if bs := g.buildScriptLabel(p); bs != "" {
+		fmt.Fprintf(b, "    build_script = %q,\n", bs)
 	}
-	fmt.Fprintf(b, "    compile_data = glob([%q], exclude = [%q, %q]),\n", p.Dir+"/**", p.Dir+"/**/*.rs", p.Dir+"/.cargo-checksum.json")
-	fmt.Fprintf(b, "    rustc_flags = [\"--cap-lints=allow\"],\n")
+	fmt.Fprintf(b, "    compile_data = glob([%q], exclude = [%q, %q])", p.Dir+"/**", p.Dir+"/**/*.rs", p.Dir+"/.cargo-checksum.json")
+	writeExtra(b, userLabels(ov.CompileData))
+	writeDict(b, "rustc_env", ov.RustcEnv)
+	var flags []string
+	for _, f := range append([]string{"--cap-lints=allow"}, ov.RustcFlags...) {
+		flags = append(flags, fmt.Sprintf("%q", f))
+	}
+	fmt.Fprintf(b, "    rustc_flags = [%s],\n", strings.Join(flags, ", "))
 	fmt.Fprintf(b, ")\n")
 	return nil
+}
+
+// writeExtra ends a glob() attribute, appending extra labels.
+func writeExtra(b *bytes.Buffer, extra []string) {
+	if len(extra) > 0 {
+		b.WriteString(" + [\n")
+		for _, v := range extra {
+			fmt.Fprintf(b, "        %q,\n", v)
+		}
+		b.WriteString("    ]")
+	}
+	b.WriteString(",\n")
+}
+
+func writeDict(b *bytes.Buffer, name string, m map[string]string) {
+	if len(m) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "    %s = {\n", name)
+	for _, k := range sortedKeys(m) {
+		fmt.Fprintf(b, "        %q: %q,\n", k, m[k])
+	}
+	fmt.Fprintf(b, "    },\n")
+}
+
+// depTriples returns the triples of the table a dependency applies to.
+func depTriples(d Dep, triples []string) ([]string, error) {
+	var out []string
+	for _, t := range triples {
+		ok, err := matchTarget(d.Target, t)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+func platformTriples() []string {
+	var out []string
+	for _, pl := range platforms {
+		out = append(out, pl.triple)
+	}
+	return out
+}
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
 
 func writeList(b *bytes.Buffer, name string, vals []string) {

@@ -62,6 +62,7 @@ def cargo_build_script(
         data = [],
         manifest_dir = "",
         links = "",
+        links_deps = [],
         build_script_env = {},
         rustc_flags = [],
         **kwargs):
@@ -84,6 +85,7 @@ def cargo_build_script(
       data: files the script reads at run time (usually the whole crate).
       manifest_dir: package-relative directory of Cargo.toml (the script's working directory).
       links: the package's `links` key.
+      links_deps: build scripts of dependencies with a `links` key (cargo's DEP_<LINKS>_<KEY> metadata).
       build_script_env: extra environment for the script.
       rustc_flags: extra rustc flags for compiling the script.
       **kwargs: common attributes (visibility, tags, ...).
@@ -112,6 +114,7 @@ def cargo_build_script(
         crate_features = crate_features,
         manifest_dir = manifest_dir,
         links = links,
+        links_deps = links_deps,
         data = data,
         build_script_env = build_script_env,
         **kwargs

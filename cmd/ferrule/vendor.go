@@ -23,7 +23,7 @@ func runVendor(fs *flag.FlagSet, args []string) error {
 	dir := fs.String("dir", "third_party/crates", "directory holding Cargo.toml and Cargo.lock; outputs go here too")
 	vendorDir := fs.String("vendor_dir", "third_party/vendor", "the directory `cargo vendor --versioned-dirs` wrote")
 	repo := fs.String("repo", "ferrule_crates", "name of the Bazel repository that holds the vendored crates")
-	target := fs.String("target", "x86_64-unknown-linux-gnu", "target triple for target-specific dependencies")
+	target := fs.String("target", "", "resolve target-specific dependencies for this triple only; default: every platform, as select()s")
 	check := fs.Bool("check", false, "do not write: fail if the generated files are out of date")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -38,6 +38,7 @@ func runVendor(fs *flag.FlagSet, args []string) error {
 		VendorDir: *vendorDir,
 		Repo:      *repo,
 		Target:    *target,
+		Overrides: filepath.Join(*dir, "overrides.toml"),
 	})
 	if err != nil {
 		return err

@@ -21,13 +21,16 @@ func init() {
 //
 //	builder build-script --script EXE --crate NAME --rustc PATH --sysroot DIR --target T --host H
 //	    --manifest-dir DIR --out-dir DIR --flags-out FILE [--feature F]... [--env K=V]...
+//	    [--links-dep LINKS=FLAGSFILE]...
 //
 // The script runs in its manifest directory with the environment cargo would
 // give it (absolute OUT_DIR, CARGO_MANIFEST_DIR, RUSTC, TARGET, HOST,
 // CARGO_CFG_*, CARGO_FEATURE_*, ...), computed inside the action so that no
 // absolute path is part of the action key. Its cargo: directives are written
 // to --flags-out with the working directory replaced by ${pwd}, and files it
-// left in OUT_DIR get the same treatment (paths made exec-root relative).
+// left in OUT_DIR get the same treatment (paths made exec-root relative) if
+// they are text. The metadata of each --links-dep (a dependency's build
+// script output) becomes DEP_<LINKS>_<KEY>, as cargo sets it.
 func runBuildScript(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("build-script", stderr)
 	script := fs.String("script", "", "the compiled build script")
@@ -40,7 +43,8 @@ func runBuildScript(args []string, stdout, stderr io.Writer) error {
 	outDir := fs.String("out-dir", "", "OUT_DIR (an output directory)")
 	flagsOut := fs.String("flags-out", "", "where to write the normalised cargo: directives")
 	optLevel := fs.String("opt-level", "0", "OPT_LEVEL")
-	var features, envs stringList
+	var features, envs, linksDeps stringList
+	fs.Var(&linksDeps, "links-dep", "LINKS=FILE: the flags file of a dependency's build script with that links key (repeatable)")
 	fs.Var(&features, "feature", "enabled cargo feature (repeatable)")
 	fs.Var(&envs, "env", "K=V extra environment (repeatable); ${pwd} is expanded")
 	if err := fs.Parse(args); err != nil {
@@ -92,6 +96,11 @@ func runBuildScript(args []string, stdout, stderr io.Writer) error {
 	for _, f := range features {
 		env = append(env, "CARGO_FEATURE_"+envName(f)+"=1")
 	}
+	depEnv, err := linksDepEnv(linksDeps, wd)
+	if err != nil {
+		return fmt.Errorf("%s: %v", *crate, err)
+	}
+	env = append(env, depEnv...)
 	for _, kv := range envs {
 		env = append(env, expandPwd(kv, wd))
 	}
@@ -164,13 +173,36 @@ func cfgEnv(printCfg string) []string {
 	return env
 }
 
+// linksDepEnv reads the metadata of dependencies' build scripts: specs
+// are LINKS=FLAGSFILE; each metadata K=V becomes DEP_<LINKS>_<K>=V.
+func linksDepEnv(specs []string, wd string) ([]string, error) {
+	var env []string
+	for _, s := range specs {
+		links, file, ok := strings.Cut(s, "=")
+		if !ok || links == "" || file == "" {
+			return nil, fmt.Errorf("--links-dep %q: want LINKS=FLAGSFILE", s)
+		}
+		flags, err := readBuildScriptFlags(absPath(file, wd))
+		if err != nil {
+			return nil, fmt.Errorf("metadata of the %s links dependency: %v", links, err)
+		}
+		for _, kv := range flags.metadata {
+			k, v, _ := strings.Cut(kv, "=")
+			env = append(env, "DEP_"+envName(links)+"_"+envName(k)+"="+expandPwd(v, wd))
+		}
+	}
+	return env, nil
+}
+
 // envName turns a feature or cfg name into cargo's variable spelling.
 func envName(s string) string {
 	return strings.ToUpper(strings.ReplaceAll(s, "-", "_"))
 }
 
-// normaliseTree makes the files a build script wrote independent of the exec
-// root: occurrences of wd become exec-root-relative paths.
+// normaliseTree makes the text files a build script wrote independent of
+// the exec root: occurrences of wd become exec-root-relative paths. Binary
+// files (objects, archives, anything with a NUL byte) are left alone: a
+// replacement of a different length would corrupt them.
 func normaliseTree(root, wd string) error {
 	abs := []byte(wd + "/")
 	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -181,13 +213,18 @@ func normaliseTree(root, wd string) error {
 		if err != nil {
 			return err
 		}
-		if !bytes.Contains(data, []byte(wd)) {
+		if !bytes.Contains(data, []byte(wd)) || isBinary(data) {
 			return nil
 		}
 		data = bytes.ReplaceAll(data, abs, nil)
 		data = bytes.ReplaceAll(data, []byte(wd), []byte("."))
 		return writeFileAtomic(p, data, 0o644)
 	})
+}
+
+// isBinary tells object files, archives and other binary data from text.
+func isBinary(data []byte) bool {
+	return bytes.HasPrefix(data, []byte("!<arch>\n")) || bytes.HasPrefix(data, []byte("\x7fELF")) || bytes.IndexByte(data, 0) >= 0
 }
 
 func tail(s string, lines int) string {

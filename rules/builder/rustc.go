@@ -156,6 +156,7 @@ type buildScriptFlags struct {
 	linkLibs   []string // -l values
 	linkSearch []string // -L values
 	extraRustc []string // from cargo:rustc-flags
+	metadata   []string // K=V from cargo:K=V / cargo::metadata=K=V: DEP_<LINKS>_<K> for dependents' build scripts
 	warnings   []string
 }
 
@@ -191,6 +192,7 @@ func (b *buildScriptFlags) encode() string {
 	put("link-lib", b.linkLibs)
 	put("link-arg", b.linkArgs)
 	put("flag", b.extraRustc)
+	put("metadata", b.metadata)
 	return sb.String()
 }
 
@@ -226,6 +228,8 @@ func readBuildScriptFlags(path string) (*buildScriptFlags, error) {
 			b.linkArgs = append(b.linkArgs, val)
 		case "flag":
 			b.extraRustc = append(b.extraRustc, val)
+		case "metadata":
+			b.metadata = append(b.metadata, val)
 		default:
 			return nil, fmt.Errorf("%s:%d: unknown directive %q", path, n, kind)
 		}
@@ -241,9 +245,11 @@ func parseBuildScriptOutput(out, wd string) (*buildScriptFlags, error) {
 	for i, line := range strings.Split(out, "\n") {
 		line = strings.TrimRight(line, "\r")
 		var rest string
+		newSyntax := false
 		switch {
 		case strings.HasPrefix(line, "cargo::"):
 			rest = line[len("cargo::"):]
+			newSyntax = true
 		case strings.HasPrefix(line, "cargo:"):
 			rest = line[len("cargo:"):]
 		default:
@@ -294,9 +300,18 @@ func parseBuildScriptOutput(out, wd string) (*buildScriptFlags, error) {
 			b.warnings = append(b.warnings, val)
 		case "error":
 			return nil, fmt.Errorf("build script reported an error: %s", val)
+		case "metadata":
+			if !strings.Contains(val, "=") {
+				return nil, fmt.Errorf("line %d: cargo::metadata=%s: want KEY=VALUE", i+1, val)
+			}
+			b.metadata = append(b.metadata, val)
 		default:
-			// rerun-if-*, rustc-check-cfg, metadata for `links`: nothing
-			// for Bazel to do (it tracks inputs itself).
+			// rerun-if-*, rustc-check-cfg: nothing for Bazel to do (it
+			// tracks inputs itself). Any other cargo:KEY=VALUE (old syntax)
+			// is metadata for a `links` package's dependents.
+			if !newSyntax && !strings.HasPrefix(key, "rerun-if-") && !strings.HasPrefix(key, "rustc-") {
+				b.metadata = append(b.metadata, key+"="+val)
+			}
 		}
 	}
 	return b, nil

@@ -21,6 +21,8 @@ func TestParseBuildScriptOutput(t *testing.T) {
 		"cargo:rustc-link-arg=-Wl,--as-needed",
 		"cargo:warning=careful",
 		"cargo:some_metadata=1",
+		"cargo::metadata=include=/sandbox/17/execroot/ws/out/include",
+		"cargo::rerun-if-env-changed=CC",
 		"not a directive",
 		"",
 	}, "\n")
@@ -34,6 +36,7 @@ func TestParseBuildScriptOutput(t *testing.T) {
 		linkLibs:   []string{"static=foo", "bar"},
 		linkSearch: []string{"native=${pwd}/out", "/usr/lib"},
 		linkArgs:   []string{"-Wl,--as-needed"},
+		metadata:   []string{"some_metadata=1", "include=${pwd}/out/include"},
 		warnings:   []string{"careful"},
 	}
 	if !reflect.DeepEqual(b, want) {
@@ -105,5 +108,58 @@ func TestExpandParamFiles(t *testing.T) {
 	}
 	if _, err := expandParamFiles([]string{"@/no/such/file"}); err == nil {
 		t.Error("missing parameter file: no error")
+	}
+}
+
+func TestLinksDepEnv(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "z.flags")
+	b := &buildScriptFlags{cfgs: []string{"x"}, metadata: []string{"include=${pwd}/out/include", "static-lib=1"}}
+	if err := os.WriteFile(path, []byte(b.encode()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env, err := linksDepEnv([]string{"z-ng=" + path}, "/exec/root")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"DEP_Z_NG_INCLUDE=/exec/root/out/include", "DEP_Z_NG_STATIC_LIB=1"}
+	if !reflect.DeepEqual(env, want) {
+		t.Errorf("env = %q, want %q", env, want)
+	}
+	if _, err := linksDepEnv([]string{"nofile"}, "/"); err == nil {
+		t.Error("a spec without = was accepted")
+	}
+	if _, err := linksDepEnv([]string{"z=" + filepath.Join(dir, "missing")}, "/"); err == nil || !strings.Contains(err.Error(), "z links dependency") {
+		t.Errorf("want an error naming the links dependency, got %v", err)
+	}
+}
+
+func TestNormaliseTreeTextOnly(t *testing.T) {
+	wd := t.TempDir()
+	out := filepath.Join(wd, "out")
+	os.MkdirAll(filepath.Join(out, "sub"), 0o755)
+	text := "#include \"" + wd + "/out/gen.h\"\n"
+	// An archive and an object: same-length-changing edits would corrupt them.
+	archive := "!<arch>\n/               0           0     0     0       4         `\n" + wd + "/out/x.o\x00\x00"
+	object := "\x7fELF\x02\x01\x01" + wd + "/src/a.c"
+	blob := "data\x00" + wd
+	files := map[string]string{"gen.rs": text, "libz.a": archive, "sub/a.o": object, "blob": blob}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(out, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := normaliseTree(out, wd); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range files {
+		got, _ := os.ReadFile(filepath.Join(out, name))
+		want := data
+		if name == "gen.rs" {
+			want = "#include \"out/gen.h\"\n"
+		}
+		if string(got) != want {
+			t.Errorf("%s = %q, want %q", name, got, want)
+		}
 	}
 }

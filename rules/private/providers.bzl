@@ -60,5 +60,6 @@ BuildScriptInfo = provider(
     fields = {
         "flags": "File: the normalised cargo: directives (cfg, env, link flags) the build script printed.",
         "out_dir": "File (a directory): OUT_DIR as the build script left it.",
+        "links": "The package's `links` key, or \"\": its metadata (cargo:KEY=VALUE) reaches dependents' build scripts as DEP_<LINKS>_<KEY>.",
     },
 )
