@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -85,7 +87,24 @@ func TestRemoteCacheGRPC(t *testing.T) {
 			hits++
 		}
 	}
-	page := lastInvocationPage(t, s)
+	id, page := lastInvocationPage(t, s)
+	// The same page as a browser renders it (Debian's headless Chromium),
+	// with a screenshot kept under the test root.
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatal("chromium is not installed (tools/setup.d/40-chromium.sh installs it):", err)
+	}
+	url := "http://" + s.HTTP + "/invocation/" + id
+	shot := filepath.Join(testRoot(t), "bes", "invocation.png")
+	os.MkdirAll(filepath.Dir(shot), 0o755)
+	headless := []string{"--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--user-data-dir=" + t.TempDir()}
+	dom, err := exec.Command(bin, append(headless, "--dump-dom", url)...).Output()
+	if err != nil {
+		t.Fatalf("chromium --dump-dom %s: %v", url, err)
+	}
+	if out, err := exec.Command(bin, append(headless, "--screenshot="+shot, "--window-size=1400,1200", url)...).CombinedOutput(); err != nil {
+		t.Errorf("chromium --screenshot: %v\n%s", err, out)
+	}
 	for _, want := range []string{
 		fmt.Sprintf(`<span id="target-count">%d</span>`, len(cacheTargets)),
 		fmt.Sprintf(`data-remote-hits="%d"`, hits),
@@ -94,19 +113,23 @@ func TestRemoteCacheGRPC(t *testing.T) {
 		if !strings.Contains(page, want) {
 			t.Errorf("the rebuild's invocation page lacks %s", want)
 		}
+		if !strings.Contains(string(dom), want) {
+			t.Errorf("the invocation page as Chromium renders it lacks %s", want)
+		}
 	}
+	t.Logf("invocation %s: %d remote hits on its page; screenshot %s", id, hits, shot)
 }
 
 // lastInvocationPage fetches the page of the newest invocation the server's
-// Build Event Service stored.
-func lastInvocationPage(t *testing.T, s *Server) string {
+// Build Event Service stored, and returns its id and HTML.
+func lastInvocationPage(t *testing.T, s *Server) (string, string) {
 	t.Helper()
 	index := httpGet(t, "http://"+s.HTTP+"/")
 	m := regexp.MustCompile(`<tr class="inv" data-id="([^"]+)"`).FindStringSubmatch(index)
 	if m == nil {
 		t.Fatalf("the server's page lists no invocation:\n%s", tail(index, 20))
 	}
-	return httpGet(t, "http://"+s.HTTP+"/invocation/"+m[1])
+	return m[1], httpGet(t, "http://"+s.HTTP+"/invocation/"+m[1])
 }
 
 func httpGet(t *testing.T, url string) string {
