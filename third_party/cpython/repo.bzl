@@ -46,6 +46,7 @@ package(default_visibility = ["//visibility:public"])
 
 [cpython_missing(name = n, message = {message}) for n in [
     "python3",
+    "python3t",
     "python",
     "stdlib",
     "testsuite",
