@@ -1,12 +1,15 @@
 package execution
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/workerpb"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -60,5 +63,48 @@ func TestWorkerResultWithoutTreeDigestIsRejected(t *testing.T) {
 	_, resp = e.run(&repb.ExecuteRequest{ActionDigest: ad})
 	if resp.Status.GetCode() != 0 || resp.CachedResult || len(resp.Result.GetOutputDirectories()) != 1 || resp.Result.OutputDirectories[0].TreeDigest == nil {
 		t.Fatalf("rerun: status %v cached %v result %v", resp.Status, resp.CachedResult, resp.Result)
+	}
+}
+
+// Finished operations are bounded in number: past MaxRetainedOperations the
+// oldest are forgotten (WaitExecution: NOT_FOUND), the newest stay.
+func TestRetainedOperationsAreBounded(t *testing.T) {
+	e := newEnv(t, Options{MaxRetainedOperations: 3}, false)
+	missing := &repb.Digest{Hash: strings.Repeat("0", 64), SizeBytes: 1}
+	var names []string
+	for i := 0; i < 10; i++ {
+		ops, _ := e.run(&repb.ExecuteRequest{ActionDigest: missing})
+		names = append(names, ops[0].Name)
+	}
+	if n := e.svc.Stats().Operations; n != 3 {
+		t.Fatalf("%d operations retained, want 3", n)
+	}
+	wait := func(name string) error {
+		ws, err := e.exec.WaitExecution(e.ctx, &repb.WaitExecutionRequest{Name: name})
+		if err != nil {
+			return err
+		}
+		_, err = ws.Recv()
+		return err
+	}
+	if err := wait(names[0]); status.Code(err) != codes.NotFound {
+		t.Errorf("WaitExecution of the oldest operation: %v, want NOT_FOUND", err)
+	}
+	if err := wait(names[9]); err != nil {
+		t.Errorf("WaitExecution of the newest operation: %v", err)
+	}
+}
+
+// Finished operations older than OperationRetention are forgotten.
+func TestRetainedOperationsExpire(t *testing.T) {
+	e := newEnv(t, Options{OperationRetention: 10 * time.Millisecond}, false)
+	missing := &repb.Digest{Hash: strings.Repeat("0", 64), SizeBytes: 1}
+	for i := 0; i < 5; i++ {
+		e.run(&repb.ExecuteRequest{ActionDigest: missing})
+	}
+	time.Sleep(20 * time.Millisecond)
+	e.run(&repb.ExecuteRequest{ActionDigest: missing})
+	if n := e.svc.Stats().Operations; n != 1 {
+		t.Fatalf("%d operations retained, want 1", n)
 	}
 }

@@ -25,6 +25,7 @@
 package execution
 
 import (
+	"container/list"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -60,6 +61,9 @@ type Options struct {
 	// OperationRetention is how long finished operations stay available to
 	// WaitExecution (10m).
 	OperationRetention time.Duration
+	// MaxRetainedOperations bounds how many finished operations are kept
+	// for WaitExecution; past it the oldest are forgotten first (10000).
+	MaxRetainedOperations int
 	// ProgressInterval is how often an Execute/WaitExecution stream is sent
 	// the current state of a still-running operation as a keepalive (30s).
 	ProgressInterval time.Duration
@@ -78,6 +82,7 @@ type Service struct {
 
 	mu       sync.Mutex
 	ops      map[string]*operation
+	finished list.List // finished operations, oldest first
 	inflight map[string]*job // dedup key -> job
 	queues   map[string]*jobQueue
 	leases   map[string]*job
@@ -107,6 +112,9 @@ func New(st store.Store, opts Options) *Service {
 	}
 	if opts.OperationRetention <= 0 {
 		opts.OperationRetention = 10 * time.Minute
+	}
+	if opts.MaxRetainedOperations <= 0 {
+		opts.MaxRetainedOperations = 10_000
 	}
 	if opts.ProgressInterval <= 0 {
 		opts.ProgressInterval = 30 * time.Second
@@ -151,12 +159,7 @@ func statusProto(code codes.Code, format string, args ...any) *spb.Status {
 
 // newOpLocked creates an operation and forgets finished ones past retention.
 func (s *Service) newOpLocked(d *repb.Digest) *operation {
-	now := time.Now()
-	for name, op := range s.ops {
-		if op.done && now.Sub(op.doneAt) > s.opts.OperationRetention {
-			delete(s.ops, name)
-		}
-	}
+	s.forgetLocked(time.Now())
 	op := &operation{name: newName("operations/"), digest: d, stage: repb.ExecutionStage_CACHE_CHECK, changed: make(chan struct{})}
 	s.ops[op.name] = op
 	return op
@@ -184,6 +187,22 @@ func (s *Service) completeOpLocked(op *operation, resp *repb.ExecuteResponse) {
 	op.doneAt = time.Now()
 	close(op.changed)
 	op.changed = make(chan struct{})
+	s.finished.PushBack(op)
+	s.forgetLocked(op.doneAt)
+}
+
+// forgetLocked drops finished operations older than the retention, and the
+// oldest beyond the count bound. Operations finish in time order, so this
+// only looks at the front of s.finished.
+func (s *Service) forgetLocked(now time.Time) {
+	for el := s.finished.Front(); el != nil; el = s.finished.Front() {
+		op := el.Value.(*operation)
+		if s.finished.Len() <= s.opts.MaxRetainedOperations && now.Sub(op.doneAt) <= s.opts.OperationRetention {
+			return
+		}
+		s.finished.Remove(el)
+		delete(s.ops, op.name)
+	}
 }
 
 // snapshotLocked renders op as a longrunning Operation.
