@@ -10,6 +10,7 @@ import (
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"github.com/ferrule-build/ferrule/remote/digest"
+	"github.com/ferrule-build/ferrule/remote/resource"
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/worker"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -56,6 +57,9 @@ func missingStatus(what string, ds []*repb.Digest) *spb.Status {
 // (cache hit, or an error in ExecuteResponse.status), an in-flight identical
 // one, or a newly queued one. Only a malformed request is an RPC error.
 func (s *Service) admit(ctx context.Context, req *repb.ExecuteRequest) (*operation, error) {
+	if err := resource.CheckInstanceStatus(req.InstanceName); err != nil {
+		return nil, err
+	}
 	ad := req.GetActionDigest()
 	if ad == nil {
 		return nil, status.Error(codes.InvalidArgument, "action_digest is required")

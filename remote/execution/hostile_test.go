@@ -108,3 +108,19 @@ func TestRetainedOperationsExpire(t *testing.T) {
 		t.Fatalf("%d operations retained, want 1", n)
 	}
 }
+
+// Execute checks instance names as the CAS does: a name the CAS refuses is
+// INVALID_ARGUMENT here too, before anything is read or run.
+func TestExecuteChecksInstanceNames(t *testing.T) {
+	e := newEnv(t, Options{}, false)
+	ad := e.action(shCommand("true"), nil, nil)
+	for _, name := range []string{"blobs", "a/../b", "a//b", "x\\y", "tab\there", strings.Repeat("n", 300)} {
+		stream, err := e.exec.Execute(e.ctx, &repb.ExecuteRequest{InstanceName: name, ActionDigest: ad})
+		if err == nil {
+			_, err = stream.Recv()
+		}
+		if status.Code(err) != codes.InvalidArgument {
+			t.Errorf("Execute with instance %q: %v, want INVALID_ARGUMENT", name, err)
+		}
+	}
+}
