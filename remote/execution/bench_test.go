@@ -3,8 +3,8 @@ package execution
 import (
 	"fmt"
 	"os/exec"
-	"strings"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 

@@ -1,12 +1,16 @@
 package execution
 
 import (
+	"context"
+	"io"
 	"strings"
 	"testing"
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"github.com/ferrule-build/ferrule/remote/digest"
 	"github.com/ferrule-build/ferrule/remote/store"
+	"github.com/ferrule-build/ferrule/remote/store/memory"
 	"github.com/ferrule-build/ferrule/remote/workerpb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -122,5 +126,38 @@ func TestExecuteChecksInstanceNames(t *testing.T) {
 		if status.Code(err) != codes.InvalidArgument {
 			t.Errorf("Execute with instance %q: %v, want INVALID_ARGUMENT", name, err)
 		}
+	}
+}
+
+// panickingGets is a buggy backend: Get of one blob panics.
+type panickingGets struct {
+	store.Store
+	hash string
+}
+
+func (p panickingGets) Get(ctx context.Context, k store.Key, off int64) (io.ReadCloser, int64, error) {
+	if k.Hash == p.hash {
+		panic("backend bug")
+	}
+	return p.Store.Get(ctx, k, off)
+}
+
+// A panic inside an in-process worker (here in the store, fetching an
+// input) is that action's INTERNAL outcome; the worker and the server
+// carry on with the next action.
+func TestLocalWorkerPanicIsInternal(t *testing.T) {
+	poison := []byte("the blob whose read panics")
+	pd, _ := digest.Of(fn, poison)
+	e := newEnvOn(t, panickingGets{Store: memory.New(1 << 30), hash: pd.Hash}, Options{}, false)
+	e.startWorkers(1)
+	e.put(poison)
+	root := &repb.Directory{Files: []*repb.FileNode{{Name: "in", Digest: pd}}}
+	_, resp := e.run(&repb.ExecuteRequest{ActionDigest: e.action(shCommand("cat in"), root, nil)})
+	if codes.Code(resp.Status.GetCode()) != codes.Internal {
+		t.Fatalf("status %v, want INTERNAL", resp.Status)
+	}
+	_, resp = e.run(&repb.ExecuteRequest{ActionDigest: e.action(shCommand("echo next"), nil, nil)})
+	if resp.Status.GetCode() != 0 || string(e.get(resp.Result.StdoutDigest)) != "next\n" {
+		t.Fatalf("the next action: status %v", resp.Status)
 	}
 }

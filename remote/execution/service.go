@@ -82,7 +82,7 @@ type Service struct {
 
 	mu       sync.Mutex
 	ops      map[string]*operation
-	finished list.List // finished operations, oldest first
+	finished list.List       // finished operations, oldest first
 	inflight map[string]*job // dedup key -> job
 	queues   map[string]*jobQueue
 	leases   map[string]*job

@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -163,8 +164,21 @@ func statusOf(code codes.Code, format string, args ...any) *spb.Status {
 }
 
 // Run runs t and returns its outcome. It never panics on bad input: a
-// malformed task is an INVALID_ARGUMENT outcome.
-func (r *Runner) Run(ctx context.Context, t *Task) Outcome {
+// malformed task is an INVALID_ARGUMENT outcome. Run is called on
+// goroutines of the worker's own (local workers, lease sessions), outside
+// any gRPC handler's recovery, so a panic inside it (a buggy store, say) is
+// recovered here and reported as an INTERNAL outcome.
+func (r *Runner) Run(ctx context.Context, t *Task) (out Outcome) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.Error("running an action panicked", "panic", p, "stack", string(debug.Stack()))
+			out = Outcome{Status: statusOf(codes.Internal, "the worker failed while running the action: %v", p)}
+		}
+	}()
+	return r.run(ctx, t)
+}
+
+func (r *Runner) run(ctx context.Context, t *Task) Outcome {
 	meta := &repb.ExecutedActionMetadata{Worker: r.opts.ID, WorkerStartTimestamp: timestamppb.Now()}
 	if t == nil || t.Action == nil || t.Command == nil {
 		return Outcome{Status: statusOf(codes.InvalidArgument, "task without action or command")}
