@@ -11,6 +11,7 @@ import (
 	"github.com/ferrule-build/ferrule/remote/digest"
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/memory"
+	"github.com/ferrule-build/ferrule/remote/worker"
 	"github.com/ferrule-build/ferrule/remote/workerpb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -159,5 +160,35 @@ func TestLocalWorkerPanicIsInternal(t *testing.T) {
 	_, resp = e.run(&repb.ExecuteRequest{ActionDigest: e.action(shCommand("echo next"), nil, nil)})
 	if resp.Status.GetCode() != 0 || string(e.get(resp.Result.StdoutDigest)) != "next\n" {
 		t.Fatalf("the next action: status %v", resp.Status)
+	}
+}
+
+// A DAG with two edges per level (2^64 paths from 65 Directory blobs)
+// passes the per-digest walk but is refused at admission by the path
+// limit, naming it, and the refusal is counted; no worker is involved.
+func TestAdmissionRefusesDoublingTree(t *testing.T) {
+	e := newEnv(t, Options{}, false)
+	file := e.put([]byte("leaf"))
+	d := &repb.Directory{Files: []*repb.FileNode{{Name: "f", Digest: file}}}
+	for i := 0; i < 64; i++ {
+		sub := e.putMsg(d)
+		d = &repb.Directory{Directories: []*repb.DirectoryNode{{Name: "a", Digest: sub}, {Name: "b", Digest: sub}}}
+	}
+	_, resp := e.run(&repb.ExecuteRequest{ActionDigest: e.action(shCommand("true"), d, nil)})
+	if codes.Code(resp.Status.GetCode()) != codes.InvalidArgument || !strings.Contains(resp.Status.GetMessage(), worker.LimitPaths) {
+		t.Fatalf("status %v, want INVALID_ARGUMENT naming %s", resp.Status, worker.LimitPaths)
+	}
+	if n := e.svc.Refusals(worker.LimitPaths); n != 1 {
+		t.Errorf("%v refusals counted, want 1", n)
+	}
+	// A deep chain is refused by the depth limit.
+	e2 := newEnv(t, Options{InputLimits: worker.Limits{MaxDepth: 10}}, false)
+	deep := &repb.Directory{}
+	for i := 0; i < 11; i++ {
+		deep = &repb.Directory{Directories: []*repb.DirectoryNode{{Name: "d", Digest: e2.putMsg(deep)}}}
+	}
+	_, resp = e2.run(&repb.ExecuteRequest{ActionDigest: e2.action(shCommand("true"), deep, nil)})
+	if codes.Code(resp.Status.GetCode()) != codes.InvalidArgument || !strings.Contains(resp.Status.GetMessage(), worker.LimitDepth) {
+		t.Fatalf("status %v, want INVALID_ARGUMENT naming %s", resp.Status, worker.LimitDepth)
 	}
 }

@@ -37,7 +37,10 @@ import (
 	"cloud.google.com/go/longrunning/autogen/longrunningpb"
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"github.com/ferrule-build/ferrule/remote/store"
+	"github.com/ferrule-build/ferrule/remote/worker"
 	"github.com/ferrule-build/ferrule/remote/workerpb"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -67,7 +70,13 @@ type Options struct {
 	// ProgressInterval is how often an Execute/WaitExecution stream is sent
 	// the current state of a still-running operation as a keepalive (30s).
 	ProgressInterval time.Duration
-	Logger           *slog.Logger
+	// InputLimits bound the input root of an action, checked at admission
+	// and by in-process workers; refusals are INVALID_ARGUMENT naming the
+	// limit and counted in ferrule_execution_refusals_total{limit}.
+	InputLimits worker.Limits
+	// Registerer, if set, is where the service's metrics are registered.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
 }
 
 // Service implements the REAPI Execution service and the worker Scheduler
@@ -89,6 +98,8 @@ type Service struct {
 	workers  map[*workerReg]*workerReg
 	wake     chan struct{}
 	seq      uint64
+
+	refusals *prometheus.CounterVec
 }
 
 // New returns an execution service over st. It runs nothing until workers
@@ -123,11 +134,30 @@ func New(st store.Store, opts Options) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{
+	s := &Service{
 		st: store.WithCompleteness(store.WithVerification(st)), opts: opts, log: log.With("service", "execution"),
 		ops: map[string]*operation{}, inflight: map[string]*job{}, queues: map[string]*jobQueue{},
 		leases: map[string]*job{}, workers: map[*workerReg]*workerReg{}, wake: make(chan struct{}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ferrule_execution_refusals_total",
+			Help: "Execute requests refused because their input root exceeds a limit, by limit.",
+		}, []string{"limit"}),
 	}
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(s.refusals); err != nil {
+			s.log.Warn("registering execution metrics", "err", err)
+		}
+	}
+	return s
+}
+
+// Refusals is how many Execute requests were refused for limit.
+func (s *Service) Refusals(limit string) float64 {
+	m := &dto.Metric{}
+	if err := s.refusals.WithLabelValues(limit).Write(m); err != nil {
+		return 0
+	}
+	return m.GetCounter().GetValue()
 }
 
 // Register adds the Execution service and the worker Scheduler service to s.
