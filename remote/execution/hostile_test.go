@@ -13,6 +13,7 @@ import (
 	"github.com/ferrule-build/ferrule/remote/store/memory"
 	"github.com/ferrule-build/ferrule/remote/worker"
 	"github.com/ferrule-build/ferrule/remote/workerpb"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -167,7 +168,8 @@ func TestLocalWorkerPanicIsInternal(t *testing.T) {
 // passes the per-digest walk but is refused at admission by the path
 // limit, naming it, and the refusal is counted; no worker is involved.
 func TestAdmissionRefusesDoublingTree(t *testing.T) {
-	e := newEnv(t, Options{}, false)
+	reg := prometheus.NewRegistry()
+	e := newEnv(t, Options{Registerer: reg}, false)
 	file := e.put([]byte("leaf"))
 	d := &repb.Directory{Files: []*repb.FileNode{{Name: "f", Digest: file}}}
 	for i := 0; i < 64; i++ {
@@ -180,6 +182,14 @@ func TestAdmissionRefusesDoublingTree(t *testing.T) {
 	}
 	if n := e.svc.Refusals(worker.LimitPaths); n != 1 {
 		t.Errorf("%v refusals counted, want 1", n)
+	}
+	mfs, err := reg.Gather()
+	found := false
+	for _, mf := range mfs {
+		found = found || (mf.GetName() == "ferrule_execution_refusals_total" && len(mf.Metric) == 1 && mf.Metric[0].GetCounter().GetValue() == 1)
+	}
+	if err != nil || !found {
+		t.Errorf("ferrule_execution_refusals_total not registered with one refusal (%v)", err)
 	}
 	// A deep chain is refused by the depth limit.
 	e2 := newEnv(t, Options{InputLimits: worker.Limits{MaxDepth: 10}}, false)

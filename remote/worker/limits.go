@@ -53,10 +53,10 @@ func (e *LimitError) Error() string { return e.Msg + " (limit " + e.Limit + ")" 
 // Names of the limits, as `ferrule serve` spells its flags and as
 // /metrics labels refusals.
 const (
-	LimitDepth       = "max-input-depth"
-	LimitDirectories = "max-input-directories"
-	LimitPaths       = "max-input-paths"
-	LimitBytes       = "max-input-bytes"
+	LimitDepth       = "max_input_depth"
+	LimitDirectories = "max_input_directories"
+	LimitPaths       = "max_input_paths"
+	LimitBytes       = "max_input_bytes"
 )
 
 // TreeSize is what an input root would create, from its distinct Directory
