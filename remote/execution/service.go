@@ -18,6 +18,14 @@
 // evicted is run again rather than served; New adds Complete and Verifying
 // when it is given a bare backend.
 //
+// Nothing a client or a worker sends may exhaust the service: an input root
+// is checked at admission against Options.InputLimits (depth, distinct
+// directories, and paths and bytes counted per path, as a worker writes
+// them), and workers check the same limits and count materialising inputs
+// against the action's timeout; a worker's ActionResult is validated like
+// UpdateActionResult's before it is cached; finished operations are kept
+// for OperationRetention, at most MaxRetainedOperations of them.
+//
 // Every error about an action (missing inputs, bad Command, timeouts,
 // unsupported platform) is reported in ExecuteResponse.status of a done
 // Operation, never in Operation.error; only a malformed ExecuteRequest itself
