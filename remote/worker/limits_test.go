@@ -75,7 +75,7 @@ func TestInputLimits(t *testing.T) {
 // takes longer to write than the timeout ends in DEADLINE_EXCEEDED.
 func TestTimeoutCoversMaterialisation(t *testing.T) {
 	f := newFixture(t)
-	root := f.doubling(16) // 2^17 files
+	root := f.doubling(18) // 2^19 files
 	start := time.Now()
 	out := f.run(sh("true"), root, 50*time.Millisecond)
 	if codes.Code(out.Status.GetCode()) != codes.DeadlineExceeded || !strings.Contains(out.Status.GetMessage(), "materialising") {
