@@ -248,7 +248,7 @@ func (s *Service) checkInputRoot(ctx context.Context, instance string, fn repb.D
 	var missing []*repb.Digest
 	files := map[string]*repb.Digest{}
 	seen := map[string]bool{}
-	dirs := map[string]*repb.Directory{}
+	dirs := map[string]worker.DirNode{}
 	limits := s.opts.InputLimits.WithDefaults()
 	queue := []*repb.Digest{root}
 	for len(queue) > 0 {
@@ -274,7 +274,7 @@ func (s *Service) checkInputRoot(ctx context.Context, instance string, fn repb.D
 		if err := proto.Unmarshal(data, dir); err != nil {
 			return nil, statusProto(codes.InvalidArgument, "blobs/%s/%d is not a Directory: %v", d.Hash, d.SizeBytes, err)
 		}
-		dirs[d.Hash] = dir
+		dirs[d.Hash] = worker.NodeOf(dir)
 		for _, f := range dir.Files {
 			if st := checkName(f.Name); st != nil {
 				return nil, st

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"math"
 	"strconv"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
@@ -38,7 +39,18 @@ func (l Limits) WithDefaults() Limits {
 	if l.MaxBytes <= 0 {
 		l.MaxBytes = 64 << 30
 	}
+	// Counts stop at a limit plus one; keep that from overflowing.
+	l.MaxPaths = min(l.MaxPaths, math.MaxInt64-1)
+	l.MaxBytes = min(l.MaxBytes, math.MaxInt64-1)
 	return l
+}
+
+// addSize adds two non-negative counts, saturating at math.MaxInt64.
+func addSize(a, b int64) int64 {
+	if b > math.MaxInt64-a {
+		return math.MaxInt64
+	}
+	return a + b
 }
 
 // LimitError is an input root beyond one of the Limits. Limit is the name
@@ -59,12 +71,32 @@ const (
 	LimitBytes       = "max_input_bytes"
 )
 
-// TreeSize is what an input root would create, from its distinct Directory
-// blobs by hash. It returns a *LimitError for the first limit exceeded;
+// DirNode is what TreeSize needs of one Directory: much less to hold than
+// the Directory while a whole input root is checked.
+type DirNode struct {
+	Entries int64    // files, symlinks and subdirectories
+	Bytes   int64    // total size of its files
+	Subdirs []string // hash of each subdirectory, one per edge
+}
+
+// NodeOf summarises d for TreeSize.
+func NodeOf(d *repb.Directory) DirNode {
+	n := DirNode{Entries: int64(len(d.Files) + len(d.Symlinks) + len(d.Directories))}
+	for _, f := range d.Files {
+		n.Bytes = addSize(n.Bytes, max(f.GetDigest().GetSizeBytes(), 0))
+	}
+	for _, sub := range d.Directories {
+		n.Subdirs = append(n.Subdirs, sub.GetDigest().GetHash())
+	}
+	return n
+}
+
+// TreeSize checks what an input root would create against l, from its
+// distinct Directory blobs by hash. It returns a *LimitError for the first limit exceeded;
 // counts stop growing once past a limit, so a DAG with 2^512 paths costs
 // one visit per distinct Directory. A Directory missing from dirs counts as
 // empty (the caller reports missing blobs separately).
-func TreeSize(root string, dirs map[string]*repb.Directory, l Limits) error {
+func TreeSize(root string, dirs map[string]DirNode, l Limits) error {
 	l = l.WithDefaults()
 	if len(dirs) > l.MaxDirectories {
 		return &LimitError{Limit: LimitDirectories, Msg: "input root has more than " + strconv.FormatInt(int64(l.MaxDirectories), 10) + " distinct directories"}
@@ -89,18 +121,14 @@ func TreeSize(root string, dirs map[string]*repb.Directory, l Limits) error {
 			return s, nil
 		}
 		d := dirs[hash]
-		var s size
-		s.paths = int64(len(d.GetFiles()) + len(d.GetSymlinks()) + len(d.GetDirectories()))
-		for _, f := range d.GetFiles() {
-			s.bytes = min(s.bytes+max(f.GetDigest().GetSizeBytes(), 0), l.MaxBytes+1)
-		}
-		for _, sub := range d.GetDirectories() {
-			ss, err := walk(sub.GetDigest().GetHash(), depth+1)
+		s := size{paths: min(d.Entries, l.MaxPaths+1), bytes: min(d.Bytes, l.MaxBytes+1)}
+		for _, sub := range d.Subdirs {
+			ss, err := walk(sub, depth+1)
 			if err != nil {
 				return size{}, err
 			}
-			s.paths = min(s.paths+ss.paths, l.MaxPaths+1)
-			s.bytes = min(s.bytes+ss.bytes, l.MaxBytes+1)
+			s.paths = min(addSize(s.paths, ss.paths), l.MaxPaths+1)
+			s.bytes = min(addSize(s.bytes, ss.bytes), l.MaxBytes+1)
 			s.height = max(s.height, ss.height+1)
 		}
 		if s.paths > l.MaxPaths {

@@ -86,13 +86,13 @@ func TestTimeoutCoversMaterialisation(t *testing.T) {
 // The TreeSize check on distinct Directories agrees with the worker.
 func TestTreeSize(t *testing.T) {
 	f := newFixture(t)
-	dirs := map[string]*repb.Directory{}
+	dirs := map[string]DirNode{}
 	file := f.put([]byte("leaf"))
 	d := &repb.Directory{Files: []*repb.FileNode{{Name: "f", Digest: file}}}
 	var hash string
 	for i := 0; i <= 512; i++ {
 		dg := f.putMsg(d)
-		dirs[dg.Hash] = d
+		dirs[dg.Hash] = NodeOf(d)
 		hash = dg.Hash
 		d = &repb.Directory{Directories: []*repb.DirectoryNode{{Name: "a", Digest: dg}, {Name: "b", Digest: dg}}}
 	}
@@ -105,7 +105,7 @@ func TestTreeSize(t *testing.T) {
 	}
 	small := f.doubling(3)
 	sd := f.putMsg(small)
-	if err := TreeSize(sd.Hash, map[string]*repb.Directory{sd.Hash: small}, Limits{}); err != nil {
+	if err := TreeSize(sd.Hash, map[string]DirNode{sd.Hash: NodeOf(small)}, Limits{}); err != nil {
 		t.Errorf("a small tree: %v", err)
 	}
 }
@@ -121,3 +121,13 @@ func countFiles(t *testing.T, dir string) int {
 	return n
 }
 
+// Sizes near the int64 limit saturate instead of wrapping to a small count.
+func TestTreeSizeSaturates(t *testing.T) {
+	huge := &repb.Digest{Hash: strings.Repeat("0", 64), SizeBytes: 1<<63 - 1}
+	d := &repb.Directory{Files: []*repb.FileNode{{Name: "a", Digest: huge}, {Name: "b", Digest: huge}}}
+	var le *LimitError
+	err := TreeSize("r", map[string]DirNode{"r": NodeOf(d)}, Limits{MaxBytes: 1<<63 - 1})
+	if !errors.As(err, &le) || le.Limit != LimitBytes {
+		t.Fatalf("two files of MaxInt64 bytes: %v, want %s", err, LimitBytes)
+	}
+}

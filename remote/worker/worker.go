@@ -367,7 +367,7 @@ type materializer struct {
 // add counts one created path of n bytes.
 func (m *materializer) add(n int64) error {
 	m.paths++
-	m.bytes += max(n, 0)
+	m.bytes = addSize(m.bytes, max(n, 0))
 	if m.paths > m.limits.MaxPaths {
 		return &LimitError{Limit: LimitPaths, Msg: fmt.Sprintf("input root has more than %d files, directories and symlinks", m.limits.MaxPaths)}
 	}
