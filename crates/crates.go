@@ -64,6 +64,11 @@ func ReadLock(path string) (*Lock, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseLock(path, data)
+}
+
+// parseLock parses the contents of the Cargo.lock file at path.
+func parseLock(path string, data []byte) (*Lock, error) {
 	doc, err := parseTOML(string(data))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %v", path, err)

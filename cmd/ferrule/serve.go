@@ -26,6 +26,7 @@ import (
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/disk"
 	"github.com/ferrule-build/ferrule/remote/store/memory"
+	"github.com/ferrule-build/ferrule/remote/worker"
 )
 
 // serveConfig is what `ferrule serve` runs with: defaults, then the YAML
@@ -56,6 +57,15 @@ type serveConfig struct {
 	WorkerDir          string       `yaml:"worker_dir"`
 	WorkerNoNamespaces bool         `yaml:"worker_no_namespaces"`
 	WorkerPlatform     platformFlag `yaml:"-"` // flags only
+
+	// Limits on what one action may ask of the execution service and its
+	// workers; 0 takes the default.
+	MaxInputDepth         int           `yaml:"max_input_depth"`
+	MaxInputDirectories   int           `yaml:"max_input_directories"`
+	MaxInputPaths         int64         `yaml:"max_input_paths"`
+	MaxInputBytes         int64         `yaml:"max_input_bytes"`
+	MaxRetainedOperations int           `yaml:"max_retained_operations"`
+	OperationRetention    time.Duration `yaml:"operation_retention"`
 }
 
 // defaultStorageMode is the default of --storage_mode (see
@@ -86,8 +96,17 @@ func defaultServeConfig() serveConfig {
 		FastCDCAvg:        cdc.DefaultFastCDCAvg,
 		RepMaxMin:         cdc.DefaultRepMaxMin,
 		RepMaxHorizon:     cdc.DefaultRepMaxHorizon,
+
+		MaxInputDepth:         defaultLimits.MaxDepth,
+		MaxInputDirectories:   defaultLimits.MaxDirectories,
+		MaxInputPaths:         defaultLimits.MaxPaths,
+		MaxInputBytes:         defaultLimits.MaxBytes,
+		MaxRetainedOperations: 10_000,
+		OperationRetention:    10 * time.Minute,
 	}
 }
+
+var defaultLimits = worker.Limits{}.WithDefaults()
 
 func bindServeFlags(fs *flag.FlagSet, c *serveConfig, configFile *string) {
 	fs.StringVar(configFile, "config_file", "", "YAML file with settings (keys as the flags' names); flags given on the command line override it")
@@ -110,6 +129,12 @@ func bindServeFlags(fs *flag.FlagSet, c *serveConfig, configFile *string) {
 	fs.IntVar(&c.Workers, "workers", c.Workers, "in-process remote execution workers (0: only separate ferrule worker processes run actions)")
 	fs.StringVar(&c.WorkerDir, "worker_dir", c.WorkerDir, "working directory of the in-process workers (default: workers/ under --dir)")
 	fs.BoolVar(&c.WorkerNoNamespaces, "worker_no_namespaces", c.WorkerNoNamespaces, "in-process workers run actions without mount/pid/network namespaces")
+	fs.IntVar(&c.MaxInputDepth, "max_input_depth", c.MaxInputDepth, "remote execution: deepest Directory nesting of an action's input root (INVALID_ARGUMENT beyond)")
+	fs.IntVar(&c.MaxInputDirectories, "max_input_directories", c.MaxInputDirectories, "remote execution: distinct Directory blobs in an action's input root")
+	fs.Int64Var(&c.MaxInputPaths, "max_input_paths", c.MaxInputPaths, "remote execution: files, directories and symlinks an action's input root may make a worker create (counted per path)")
+	fs.Int64Var(&c.MaxInputBytes, "max_input_bytes", c.MaxInputBytes, "remote execution: total bytes of files an action's input root may make a worker create (counted per path)")
+	fs.IntVar(&c.MaxRetainedOperations, "max_retained_operations", c.MaxRetainedOperations, "remote execution: finished operations kept for WaitExecution (oldest forgotten first)")
+	fs.DurationVar(&c.OperationRetention, "operation_retention", c.OperationRetention, "remote execution: how long a finished operation is kept for WaitExecution")
 	fs.Var(&c.WorkerPlatform, "worker_platform", "platform property NAME=VALUE the in-process workers offer on top of OSFamily and ISA (repeatable)")
 }
 
@@ -176,6 +201,10 @@ func (c serveConfig) check() error {
 		return usagef("--upload_idle_timeout must be positive")
 	case c.Workers < 0:
 		return usagef("--workers must not be negative, got %d", c.Workers)
+	case c.MaxInputDepth <= 0 || c.MaxInputDirectories <= 0 || c.MaxInputPaths <= 0 || c.MaxInputBytes <= 0:
+		return usagef("--max_input_depth, --max_input_directories, --max_input_paths and --max_input_bytes must be positive")
+	case c.MaxRetainedOperations <= 0 || c.OperationRetention <= 0:
+		return usagef("--max_retained_operations and --operation_retention must be positive")
 	}
 	if _, err := logLevel(c.LogLevel); err != nil {
 		return usagef("%v", err)
@@ -297,7 +326,12 @@ func runServe(ctx context.Context, c serveConfig, out io.Writer) error {
 // srv, over the server's store, and starts c.Workers in-process workers.
 // The returned function stops the workers and waits for them.
 func startExecution(ctx context.Context, c serveConfig, srv *server.Server, out io.Writer) (stop func(), err error) {
-	svc := execution.New(srv.Store(), execution.Options{Logger: srv.Logger()})
+	svc := execution.New(srv.Store(), execution.Options{
+		InputLimits: worker.Limits{MaxDepth: c.MaxInputDepth, MaxDirectories: c.MaxInputDirectories,
+			MaxPaths: c.MaxInputPaths, MaxBytes: c.MaxInputBytes},
+		MaxRetainedOperations: c.MaxRetainedOperations, OperationRetention: c.OperationRetention,
+		Registerer: srv.Registerer(), Logger: srv.Logger(),
+	})
 	srv.RegisterExecution(svc, svc.ExecutionCapabilities())
 	svc.RegisterScheduler(srv.GRPC())
 	if c.Workers <= 0 {

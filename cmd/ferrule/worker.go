@@ -63,6 +63,11 @@ func runWorkerCommand(fs *flag.FlagSet, args []string) error {
 	noNS := fs.Bool("no_namespaces", false, "run actions without mount/pid/network namespaces")
 	root := fs.String("root", "", "toolchain root (tools/root.sh --path) to run every action in; its digest is offered as platform property "+worker.RootPlatformProperty)
 	logLevel := fs.String("log_level", "info", "log level: debug, info, warn or error")
+	var limits worker.Limits
+	fs.IntVar(&limits.MaxDepth, "max_input_depth", defaultLimits.MaxDepth, "deepest Directory nesting of an input root this worker materialises")
+	fs.IntVar(&limits.MaxDirectories, "max_input_directories", defaultLimits.MaxDirectories, "distinct Directory blobs in one input root")
+	fs.Int64Var(&limits.MaxPaths, "max_input_paths", defaultLimits.MaxPaths, "files, directories and symlinks one input root may make this worker create")
+	fs.Int64Var(&limits.MaxBytes, "max_input_bytes", defaultLimits.MaxBytes, "total bytes of files one input root may make this worker create")
 	var extra platformFlag
 	fs.Var(&extra, "platform", "platform property NAME=VALUE this worker offers, on top of OSFamily and ISA (repeatable; a NAME given here replaces the default)")
 	if err := parseFlags(fs, args); err != nil {
@@ -73,6 +78,9 @@ func runWorkerCommand(fs *flag.FlagSet, args []string) error {
 	}
 	if *scheduler == "" {
 		return usagef("--scheduler is required")
+	}
+	if limits.MaxDepth <= 0 || limits.MaxDirectories <= 0 || limits.MaxPaths <= 0 || limits.MaxBytes <= 0 {
+		return usagef("--max_input_depth, --max_input_directories, --max_input_paths and --max_input_bytes must be positive")
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -116,7 +124,7 @@ func runWorkerCommand(fs *flag.FlagSet, args []string) error {
 	}
 	r, err := worker.New(worker.Options{
 		ID: *id, Dir: *dir, Store: cas,
-		CacheMaxBytes: *cacheGiB << 30, NoNamespaces: *noNS, Root: *root, Logger: log,
+		CacheMaxBytes: *cacheGiB << 30, NoNamespaces: *noNS, Root: *root, Limits: limits, Logger: log,
 	})
 	if err != nil {
 		return err

@@ -20,6 +20,7 @@ func TestWorkerUsageErrors(t *testing.T) {
 		{"worker", "--scheduler", "127.0.0.1:1", "extra"},
 		{"worker", "--scheduler", "127.0.0.1:1", "--platform", "novalue"},
 		{"worker", "--scheduler", "127.0.0.1:1", "--log_level", "loud"},
+		{"worker", "--scheduler", "127.0.0.1:1", "--max_input_paths", "0"},
 	} {
 		var stderr bytes.Buffer
 		if code := run(args, io.Discard, &stderr); code != 2 {

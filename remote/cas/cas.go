@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime/debug"
 	"strconv"
 	"sync"
 
@@ -132,12 +133,23 @@ func parallel(n int, f func(i int)) {
 	workers := min(n, 8)
 	var wg sync.WaitGroup
 	next := make(chan int)
+	var panicOnce sync.Once
+	var panicked any
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				f(i)
+				func() {
+					// A panic here would end the process; it is raised
+					// again in the handler, whose recovery makes it INTERNAL.
+					defer func() {
+						if p := recover(); p != nil {
+							panicOnce.Do(func() { panicked = fmt.Sprintf("%v\n%s", p, debug.Stack()) })
+						}
+					}()
+					f(i)
+				}()
 			}
 		}()
 	}
@@ -146,6 +158,9 @@ func parallel(n int, f func(i int)) {
 	}
 	close(next)
 	wg.Wait()
+	if panicked != nil {
+		panic(panicked)
+	}
 }
 
 func statusProto(err error) *spb.Status {

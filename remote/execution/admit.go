@@ -10,6 +10,7 @@ import (
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"github.com/ferrule-build/ferrule/remote/digest"
+	"github.com/ferrule-build/ferrule/remote/resource"
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/worker"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -56,6 +57,9 @@ func missingStatus(what string, ds []*repb.Digest) *spb.Status {
 // (cache hit, or an error in ExecuteResponse.status), an in-flight identical
 // one, or a newly queued one. Only a malformed request is an RPC error.
 func (s *Service) admit(ctx context.Context, req *repb.ExecuteRequest) (*operation, error) {
+	if err := resource.CheckInstanceStatus(req.InstanceName); err != nil {
+		return nil, err
+	}
 	ad := req.GetActionDigest()
 	if ad == nil {
 		return nil, status.Error(codes.InvalidArgument, "action_digest is required")
@@ -244,6 +248,8 @@ func (s *Service) checkInputRoot(ctx context.Context, instance string, fn repb.D
 	var missing []*repb.Digest
 	files := map[string]*repb.Digest{}
 	seen := map[string]bool{}
+	dirs := map[string]worker.DirNode{}
+	limits := s.opts.InputLimits.WithDefaults()
 	queue := []*repb.Digest{root}
 	for len(queue) > 0 {
 		d := queue[0]
@@ -252,8 +258,9 @@ func (s *Service) checkInputRoot(ctx context.Context, instance string, fn repb.D
 			continue
 		}
 		seen[d.Hash] = true
-		if len(seen) > 1_000_000 {
-			return nil, statusProto(codes.InvalidArgument, "input root has more than a million directories")
+		if len(seen) > limits.MaxDirectories {
+			return nil, s.refuse(&worker.LimitError{Limit: worker.LimitDirectories,
+				Msg: fmt.Sprintf("input root has more than %d distinct directories", limits.MaxDirectories)})
 		}
 		data, err := s.readBlob(ctx, instance, fn, d)
 		if errors.Is(err, errMissing) {
@@ -267,6 +274,7 @@ func (s *Service) checkInputRoot(ctx context.Context, instance string, fn repb.D
 		if err := proto.Unmarshal(data, dir); err != nil {
 			return nil, statusProto(codes.InvalidArgument, "blobs/%s/%d is not a Directory: %v", d.Hash, d.SizeBytes, err)
 		}
+		dirs[d.Hash] = worker.NodeOf(dir)
 		for _, f := range dir.Files {
 			if st := checkName(f.Name); st != nil {
 				return nil, st
@@ -293,11 +301,25 @@ func (s *Service) checkInputRoot(ctx context.Context, instance string, fn repb.D
 			}
 		}
 	}
+	// Admission saw each Directory once; a worker writes it once per path.
+	if err := worker.TreeSize(root.Hash, dirs, limits); err != nil {
+		var le *worker.LimitError
+		if errors.As(err, &le) {
+			return nil, s.refuse(le)
+		}
+		return nil, statusProto(codes.InvalidArgument, "input root: %v", err)
+	}
 	m, err := s.findMissing(ctx, instance, fn, files)
 	if err != nil {
 		return nil, statusProto(codes.Internal, "checking inputs: %v", err)
 	}
 	return append(missing, m...), nil
+}
+
+// refuse counts a refusal for the limit le names and returns its status.
+func (s *Service) refuse(le *worker.LimitError) *spb.Status {
+	s.refusals.WithLabelValues(le.Limit).Inc()
+	return statusProto(codes.InvalidArgument, "%v", le)
 }
 
 func checkName(name string) *spb.Status {

@@ -1,12 +1,15 @@
 package execution
 
 import (
+	"fmt"
 	"os/exec"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
 )
 
 func reportLatencies(b *testing.B, d []time.Duration) {
@@ -72,4 +75,23 @@ func BenchmarkLocalTrivialAction(b *testing.B) {
 		lat = append(lat, time.Since(start))
 	}
 	reportLatencies(b, lat)
+}
+
+// BenchmarkExecuteWithRetainedOperations is the cost of an Execute that
+// fails at admission (the Action is missing) while many finished operations
+// are retained: it should not grow with their number.
+func BenchmarkExecuteWithRetainedOperations(b *testing.B) {
+	for _, n := range []int{100, 100_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			e := newEnv(b, Options{MaxRetainedOperations: n}, false)
+			missing := &repb.Digest{Hash: strings.Repeat("0", 64), SizeBytes: 1}
+			for i := 0; i < n; i++ {
+				e.svc.failedOp(missing, &spb.Status{})
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				e.run(&repb.ExecuteRequest{ActionDigest: missing})
+			}
+		})
+	}
 }

@@ -52,9 +52,14 @@ func quietLogger() *slog.Logger {
 // bufconn (or TCP when tcp is set, for worker subprocesses).
 func newEnv(t testing.TB, opts Options, tcp bool) *env {
 	t.Helper()
+	return newEnvOn(t, memory.New(1<<30), opts, tcp)
+}
+
+// newEnvOn is newEnv over the store st.
+func newEnvOn(t testing.TB, st store.Store, opts Options, tcp bool) *env {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	st := memory.New(1 << 30)
 	if opts.Logger == nil {
 		opts.Logger = quietLogger()
 	}

@@ -37,6 +37,7 @@ func (s *Service) StartLocalWorkers(ctx context.Context, n int, opts LocalWorker
 			Store:         s.st,
 			CacheMaxBytes: opts.CacheMaxBytes,
 			NoNamespaces:  opts.NoNamespaces,
+			Limits:        s.opts.InputLimits,
 			Logger:        s.log,
 		})
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"github.com/ferrule-build/ferrule/remote/ac"
 	"github.com/ferrule-build/ferrule/remote/worker"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
@@ -239,6 +240,17 @@ func (s *Service) complete(leaseID string, out worker.Outcome) {
 		st = &spb.Status{}
 	}
 	res := out.Result
+	if res != nil {
+		// A worker's result is checked as UpdateActionResult checks a
+		// client's: a malformed one is neither cached nor served.
+		if err := ac.Validate(j.task.Function, res); err != nil {
+			s.log.Warn("worker sent a malformed ActionResult", "action", j.task.ActionDigest.Hash, "err", err)
+			if codes.Code(st.Code) == codes.OK {
+				st = statusProto(codes.Internal, "the worker sent a malformed ActionResult: %v", err)
+			}
+			res = nil
+		}
+	}
 	if res != nil {
 		if res.ExecutionMetadata == nil {
 			res.ExecutionMetadata = &repb.ExecutedActionMetadata{}

@@ -18,6 +18,14 @@
 // evicted is run again rather than served; New adds Complete and Verifying
 // when it is given a bare backend.
 //
+// Nothing a client or a worker sends may exhaust the service: an input root
+// is checked at admission against Options.InputLimits (depth, distinct
+// directories, and paths and bytes counted per path, as a worker writes
+// them), and workers check the same limits and count materialising inputs
+// against the action's timeout; a worker's ActionResult is validated like
+// UpdateActionResult's before it is cached; finished operations are kept
+// for OperationRetention, at most MaxRetainedOperations of them.
+//
 // Every error about an action (missing inputs, bad Command, timeouts,
 // unsupported platform) is reported in ExecuteResponse.status of a done
 // Operation, never in Operation.error; only a malformed ExecuteRequest itself
@@ -25,6 +33,7 @@
 package execution
 
 import (
+	"container/list"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -36,7 +45,10 @@ import (
 	"cloud.google.com/go/longrunning/autogen/longrunningpb"
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"github.com/ferrule-build/ferrule/remote/store"
+	"github.com/ferrule-build/ferrule/remote/worker"
 	"github.com/ferrule-build/ferrule/remote/workerpb"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -60,10 +72,19 @@ type Options struct {
 	// OperationRetention is how long finished operations stay available to
 	// WaitExecution (10m).
 	OperationRetention time.Duration
+	// MaxRetainedOperations bounds how many finished operations are kept
+	// for WaitExecution; past it the oldest are forgotten first (10000).
+	MaxRetainedOperations int
 	// ProgressInterval is how often an Execute/WaitExecution stream is sent
 	// the current state of a still-running operation as a keepalive (30s).
 	ProgressInterval time.Duration
-	Logger           *slog.Logger
+	// InputLimits bound the input root of an action, checked at admission
+	// and by in-process workers; refusals are INVALID_ARGUMENT naming the
+	// limit and counted in ferrule_execution_refusals_total{limit}.
+	InputLimits worker.Limits
+	// Registerer, if set, is where the service's metrics are registered.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
 }
 
 // Service implements the REAPI Execution service and the worker Scheduler
@@ -78,12 +99,15 @@ type Service struct {
 
 	mu       sync.Mutex
 	ops      map[string]*operation
+	finished list.List       // finished operations, oldest first
 	inflight map[string]*job // dedup key -> job
 	queues   map[string]*jobQueue
 	leases   map[string]*job
 	workers  map[*workerReg]*workerReg
 	wake     chan struct{}
 	seq      uint64
+
+	refusals *prometheus.CounterVec
 }
 
 // New returns an execution service over st. It runs nothing until workers
@@ -108,6 +132,9 @@ func New(st store.Store, opts Options) *Service {
 	if opts.OperationRetention <= 0 {
 		opts.OperationRetention = 10 * time.Minute
 	}
+	if opts.MaxRetainedOperations <= 0 {
+		opts.MaxRetainedOperations = 10_000
+	}
 	if opts.ProgressInterval <= 0 {
 		opts.ProgressInterval = 30 * time.Second
 	}
@@ -115,11 +142,30 @@ func New(st store.Store, opts Options) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{
+	s := &Service{
 		st: store.WithCompleteness(store.WithVerification(st)), opts: opts, log: log.With("service", "execution"),
 		ops: map[string]*operation{}, inflight: map[string]*job{}, queues: map[string]*jobQueue{},
 		leases: map[string]*job{}, workers: map[*workerReg]*workerReg{}, wake: make(chan struct{}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ferrule_execution_refusals_total",
+			Help: "Execute requests refused because their input root exceeds a limit, by limit.",
+		}, []string{"limit"}),
 	}
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(s.refusals); err != nil {
+			s.log.Warn("registering execution metrics", "err", err)
+		}
+	}
+	return s
+}
+
+// Refusals is how many Execute requests were refused for limit.
+func (s *Service) Refusals(limit string) float64 {
+	m := &dto.Metric{}
+	if err := s.refusals.WithLabelValues(limit).Write(m); err != nil {
+		return 0
+	}
+	return m.GetCounter().GetValue()
 }
 
 // Register adds the Execution service and the worker Scheduler service to s.
@@ -151,12 +197,7 @@ func statusProto(code codes.Code, format string, args ...any) *spb.Status {
 
 // newOpLocked creates an operation and forgets finished ones past retention.
 func (s *Service) newOpLocked(d *repb.Digest) *operation {
-	now := time.Now()
-	for name, op := range s.ops {
-		if op.done && now.Sub(op.doneAt) > s.opts.OperationRetention {
-			delete(s.ops, name)
-		}
-	}
+	s.forgetLocked(time.Now())
 	op := &operation{name: newName("operations/"), digest: d, stage: repb.ExecutionStage_CACHE_CHECK, changed: make(chan struct{})}
 	s.ops[op.name] = op
 	return op
@@ -184,6 +225,22 @@ func (s *Service) completeOpLocked(op *operation, resp *repb.ExecuteResponse) {
 	op.doneAt = time.Now()
 	close(op.changed)
 	op.changed = make(chan struct{})
+	s.finished.PushBack(op)
+	s.forgetLocked(op.doneAt)
+}
+
+// forgetLocked drops finished operations older than the retention, and the
+// oldest beyond the count bound. Operations finish in time order, so this
+// only looks at the front of s.finished.
+func (s *Service) forgetLocked(now time.Time) {
+	for el := s.finished.Front(); el != nil; el = s.finished.Front() {
+		op := el.Value.(*operation)
+		if s.finished.Len() <= s.opts.MaxRetainedOperations && now.Sub(op.doneAt) <= s.opts.OperationRetention {
+			return
+		}
+		s.finished.Remove(el)
+		delete(s.ops, op.name)
+	}
 }
 
 // snapshotLocked renders op as a longrunning Operation.

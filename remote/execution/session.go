@@ -3,6 +3,7 @@ package execution
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -88,6 +89,13 @@ func (s *Service) Session(stream workerpb.Scheduler_SessionServer) error {
 	go func() { // hands out leases while the worker has free slots
 		defer wg.Done()
 		defer cancel()
+		// Outside the handler, the server's recovery does not reach: a
+		// panic ends this session (its leases are requeued), not the process.
+		defer func() {
+			if p := recover(); p != nil {
+				s.log.Error("worker session panicked", "worker", id, "panic", p, "stack", string(debug.Stack()))
+			}
+		}()
 		for {
 			select {
 			case <-slots:
@@ -115,6 +123,12 @@ func (s *Service) Session(stream workerpb.Scheduler_SessionServer) error {
 	msgs := make(chan *workerpb.WorkerMessage)
 	recvErr := make(chan error, 1)
 	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				s.log.Error("worker session panicked", "worker", id, "panic", p, "stack", string(debug.Stack()))
+				recvErr <- fmt.Errorf("panic receiving: %v", p)
+			}
+		}()
 		for {
 			m, err := stream.Recv()
 			if err != nil {

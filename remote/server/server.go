@@ -277,6 +277,10 @@ func (s *Server) recoverStream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 // execution, to share it.
 func (s *Server) Store() store.Store { return s.store }
 
+// Registerer is where services registered later (execution) add their
+// metrics, served on /metrics.
+func (s *Server) Registerer() prometheus.Registerer { return s.metrics.reg }
+
 // Logger returns the server's logger.
 func (s *Server) Logger() *slog.Logger { return s.log }
 

@@ -275,6 +275,17 @@ func TestPanicsBecomeInternal(t *testing.T) {
 	if _, err := ws.CloseAndRecv(); status.Code(err) != codes.Internal {
 		t.Fatalf("Write on a panicking store: %v", err)
 	}
+	// Batches of several blobs run on goroutines of their own: a panic
+	// there is an INTERNAL status too, not the end of the process.
+	d2, _ := digest.Of(repb.DigestFunction_SHA256, []byte("y"))
+	cas := repb.NewContentAddressableStorageClient(r.conn)
+	if _, err := cas.BatchUpdateBlobs(ctx, &repb.BatchUpdateBlobsRequest{Requests: []*repb.BatchUpdateBlobsRequest_Request{
+		{Digest: d, Data: []byte("x")}, {Digest: d2, Data: []byte("y")}}}); status.Code(err) != codes.Internal {
+		t.Fatalf("BatchUpdateBlobs of two blobs on a panicking store: %v", err)
+	}
+	if _, err := cas.BatchReadBlobs(ctx, &repb.BatchReadBlobsRequest{Digests: []*repb.Digest{d, d2}}); status.Code(err) != codes.Internal {
+		t.Fatalf("BatchReadBlobs of two blobs on a panicking store: %v", err)
+	}
 	if _, err := repb.NewCapabilitiesClient(r.conn).GetCapabilities(ctx, &repb.GetCapabilitiesRequest{}); err != nil {
 		t.Fatalf("server down after panics: %v", err)
 	}

@@ -108,7 +108,7 @@ func CheckComplete(ctx context.Context, st Store, instance string, fn repb.Diges
 	}
 	for _, d := range res.OutputDirectories {
 		if d.TreeDigest == nil {
-			continue
+			return fmt.Errorf("%w: output directory %s has no tree digest", ErrNotFound, d.Path)
 		}
 		tk, err := key("tree of "+d.Path, d.TreeDigest)
 		if err != nil {

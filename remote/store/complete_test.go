@@ -64,3 +64,20 @@ func TestCompleteChecksEveryReference(t *testing.T) {
 		t.Errorf("unparsable entry: %v, want ErrNotFound", err)
 	}
 }
+
+// An output directory without a tree digest (a result no client could use,
+// once cached through a worker) is a clean miss, not a served result.
+func TestCompleteRefusesOutputDirectoryWithoutTree(t *testing.T) {
+	ctx := context.Background()
+	fn := repb.DigestFunction_SHA256
+	st := store.Complete(memory.New(0))
+	res, _ := proto.Marshal(&repb.ActionResult{OutputDirectories: []*repb.OutputDirectory{{Path: "out"}}})
+	ad, _ := digest.Of(fn, []byte("action"))
+	acKey := store.Key{Kind: store.AC, Function: fn, Hash: ad.Hash, Size: ad.SizeBytes}
+	if err := st.Put(ctx, acKey, int64(len(res)), bytes.NewReader(res)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.ReadBlob(ctx, st, acKey, 1<<20); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("result with a tree-less output directory: %v, want ErrNotFound", err)
+	}
+}

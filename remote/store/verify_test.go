@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -152,6 +154,28 @@ func TestDecodeKey(t *testing.T) {
 		_, cerr := store.CheckKey(bad)
 		if !errors.Is(err, store.ErrInvalidKey) || cerr == nil {
 			t.Errorf("%+v: DecodeKey %v, CheckKey %v", bad, err, cerr)
+		}
+	}
+}
+
+// A Put through the decorator declaring math.MaxInt64 bytes, on the memory
+// and disk stores, fails with ErrSizeMismatch: no slice-bounds panic in the
+// verifying reader, no allocation of the declared size. (Before the store
+// refactor, store.Verifying's own copy of the reader panicked here.)
+func TestVerifyingMaxInt64Size(t *testing.T) {
+	disked, err := disk.Open(disk.Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { disked.Close() })
+	for name, next := range map[string]store.Store{"memory": memory.New(0), "disk": disked} {
+		s := store.Verifying(next)
+		k := storetest.CASKey("", repb.DigestFunction_SHA256, []byte("abc"))
+		k.Size = math.MaxInt64
+		for _, r := range []io.Reader{strings.NewReader("abc"), strings.NewReader(strings.Repeat("x", 1<<20))} {
+			if err := s.Put(context.Background(), k, k.Size, r); !errors.Is(err, store.ErrSizeMismatch) {
+				t.Errorf("%s: Put declaring MaxInt64 bytes = %v, want ErrSizeMismatch", name, err)
+			}
 		}
 	}
 }

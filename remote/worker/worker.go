@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -72,7 +73,9 @@ type Options struct {
 	// Root is a toolchain root (tools/root.sh) every action runs inside,
 	// with its input root mounted there; "" runs actions on the host's
 	// file system. It needs namespaces.
-	Root   string
+	Root string
+	// Limits bound what one input root may make the worker create.
+	Limits Limits
 	Logger *slog.Logger
 }
 
@@ -163,8 +166,21 @@ func statusOf(code codes.Code, format string, args ...any) *spb.Status {
 }
 
 // Run runs t and returns its outcome. It never panics on bad input: a
-// malformed task is an INVALID_ARGUMENT outcome.
-func (r *Runner) Run(ctx context.Context, t *Task) Outcome {
+// malformed task is an INVALID_ARGUMENT outcome. Run is called on
+// goroutines of the worker's own (local workers, lease sessions), outside
+// any gRPC handler's recovery, so a panic inside it (a buggy store, say) is
+// recovered here and reported as an INTERNAL outcome.
+func (r *Runner) Run(ctx context.Context, t *Task) (out Outcome) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.Error("running an action panicked", "panic", p, "stack", string(debug.Stack()))
+			out = Outcome{Status: statusOf(codes.Internal, "the worker failed while running the action: %v", p)}
+		}
+	}()
+	return r.run(ctx, t)
+}
+
+func (r *Runner) run(ctx context.Context, t *Task) Outcome {
 	meta := &repb.ExecutedActionMetadata{Worker: r.opts.ID, WorkerStartTimestamp: timestamppb.Now()}
 	if t == nil || t.Action == nil || t.Command == nil {
 		return Outcome{Status: statusOf(codes.InvalidArgument, "task without action or command")}
@@ -182,11 +198,28 @@ func (r *Runner) Run(ctx context.Context, t *Task) Outcome {
 		return Outcome{Status: statusOf(codes.Internal, "creating input root: %v", err)}
 	}
 
+	// The action's timeout covers materialising its inputs too.
+	start := time.Now()
 	meta.InputFetchStartTimestamp = timestamppb.Now()
-	if err := r.materialize(ctx, t, inputRoot); err != nil {
+	mctx := ctx
+	if t.Timeout > 0 {
+		var cancel context.CancelFunc
+		mctx, cancel = context.WithTimeout(ctx, t.Timeout)
+		defer cancel()
+	}
+	if err := r.materialize(mctx, t, inputRoot); err != nil {
+		if ctx.Err() == nil && mctx.Err() != nil {
+			return Outcome{Status: statusOf(codes.DeadlineExceeded, "action timed out after %v while materialising its input root", t.Timeout)}
+		}
 		return Outcome{Status: errorStatus(err, "materialising the input root")}
 	}
 	meta.InputFetchCompletedTimestamp = timestamppb.Now()
+	timeout := t.Timeout
+	if timeout > 0 {
+		if timeout -= time.Since(start); timeout <= 0 {
+			return Outcome{Status: statusOf(codes.DeadlineExceeded, "action timed out after %v while materialising its input root", t.Timeout)}
+		}
+	}
 
 	wd, err := subPath(inputRoot, t.Command.WorkingDirectory)
 	if err != nil {
@@ -211,7 +244,7 @@ func (r *Runner) Run(ctx context.Context, t *Task) Outcome {
 	defer stderr.Close()
 
 	meta.ExecutionStartTimestamp = timestamppb.Now()
-	exit, timedOut, runErr := r.sandbox.run(ctx, t.Command, inputRoot, wd, stdout, stderr, t.Timeout)
+	exit, timedOut, runErr := r.sandbox.run(ctx, t.Command, inputRoot, wd, stdout, stderr, timeout)
 	meta.ExecutionCompletedTimestamp = timestamppb.Now()
 	if runErr != nil && !timedOut {
 		if ctx.Err() != nil {
@@ -264,6 +297,10 @@ func errorStatus(err error, what string) *spb.Status {
 		}
 		return st.Proto()
 	}
+	var le *LimitError
+	if errors.As(err, &le) {
+		return statusOf(codes.InvalidArgument, "%s: %v", what, err)
+	}
 	var ie *invalidError
 	if errors.As(err, &ie) {
 		return statusOf(codes.InvalidArgument, "%s: %v", what, err)
@@ -307,21 +344,57 @@ func validName(name string) error {
 	return nil
 }
 
-// materialize builds the input root under dir.
+// materialize builds the input root under dir, within r's Limits and
+// until ctx ends.
 func (r *Runner) materialize(ctx context.Context, t *Task, dir string) error {
 	if err := digest.Validate(t.Function, t.Action.InputRootDigest); err != nil {
 		return invalidf("input root: %v", err)
 	}
-	return r.materializeDir(ctx, t, t.Action.InputRootDigest, dir, 0)
+	m := &materializer{r: r, t: t, limits: r.opts.Limits.WithDefaults(), dirs: map[string]*repb.Directory{}}
+	return m.dir(ctx, t.Action.InputRootDigest, dir, 0)
 }
 
-func (r *Runner) materializeDir(ctx context.Context, t *Task, d *repb.Digest, dir string, depth int) error {
-	if depth > 512 {
-		return invalidf("input tree deeper than 512 levels")
+// materializer holds one input root's counts against the Limits, and the
+// Directory blobs it has read (each is read once however often it occurs).
+type materializer struct {
+	r            *Runner
+	t            *Task
+	limits       Limits
+	dirs         map[string]*repb.Directory
+	paths, bytes int64
+}
+
+// add counts one created path of n bytes.
+func (m *materializer) add(n int64) error {
+	m.paths++
+	m.bytes = addSize(m.bytes, max(n, 0))
+	if m.paths > m.limits.MaxPaths {
+		return &LimitError{Limit: LimitPaths, Msg: fmt.Sprintf("input root has more than %d files, directories and symlinks", m.limits.MaxPaths)}
 	}
-	dm, err := readDirectory(ctx, r.opts.Store, t.Instance, t.Function, d)
-	if err != nil {
+	if m.bytes > m.limits.MaxBytes {
+		return &LimitError{Limit: LimitBytes, Msg: fmt.Sprintf("input root has more than %d bytes of files", m.limits.MaxBytes)}
+	}
+	return nil
+}
+
+func (m *materializer) dir(ctx context.Context, d *repb.Digest, dir string, depth int) error {
+	if depth > m.limits.MaxDepth {
+		return &LimitError{Limit: LimitDepth, Msg: fmt.Sprintf("input root is nested deeper than %d directories", m.limits.MaxDepth)}
+	}
+	if err := ctx.Err(); err != nil {
 		return err
+	}
+	t := m.t
+	dm, ok := m.dirs[d.Hash]
+	if !ok {
+		if len(m.dirs) >= m.limits.MaxDirectories {
+			return &LimitError{Limit: LimitDirectories, Msg: fmt.Sprintf("input root has more than %d distinct directories", m.limits.MaxDirectories)}
+		}
+		var err error
+		if dm, err = readDirectory(ctx, m.r.opts.Store, t.Instance, t.Function, d); err != nil {
+			return err
+		}
+		m.dirs[d.Hash] = dm
 	}
 	for _, f := range dm.Files {
 		if err := validName(f.Name); err != nil {
@@ -330,12 +403,18 @@ func (r *Runner) materializeDir(ctx context.Context, t *Task, d *repb.Digest, di
 		if err := digest.Validate(t.Function, f.Digest); err != nil {
 			return invalidf("file %q: %v", f.Name, err)
 		}
-		if err := r.cache.materialize(ctx, t.Instance, t.Function, f.Digest, f.IsExecutable, filepath.Join(dir, f.Name)); err != nil {
+		if err := m.add(f.Digest.SizeBytes); err != nil {
+			return err
+		}
+		if err := m.r.cache.materialize(ctx, t.Instance, t.Function, f.Digest, f.IsExecutable, filepath.Join(dir, f.Name)); err != nil {
 			return err
 		}
 	}
 	for _, s := range dm.Symlinks {
 		if err := validName(s.Name); err != nil {
+			return err
+		}
+		if err := m.add(0); err != nil {
 			return err
 		}
 		if err := os.Symlink(s.Target, filepath.Join(dir, s.Name)); err != nil {
@@ -349,11 +428,14 @@ func (r *Runner) materializeDir(ctx context.Context, t *Task, d *repb.Digest, di
 		if err := digest.Validate(t.Function, sub.Digest); err != nil {
 			return invalidf("directory %q: %v", sub.Name, err)
 		}
+		if err := m.add(0); err != nil {
+			return err
+		}
 		p := filepath.Join(dir, sub.Name)
 		if err := os.Mkdir(p, 0o755); err != nil {
 			return err
 		}
-		if err := r.materializeDir(ctx, t, sub.Digest, p, depth+1); err != nil {
+		if err := m.dir(ctx, sub.Digest, p, depth+1); err != nil {
 			return err
 		}
 	}

@@ -226,10 +226,15 @@ func TestMissingInputAndBadCommands(t *testing.T) {
 	}
 }
 
+// In CI (FERRULE_E2E=1) the sandbox must have its network namespace: the
+// test fails there instead of skipping when CLONE_NEWNET is unavailable.
 func TestNoNetworkInNamespace(t *testing.T) {
 	f := newFixture(t)
 	if f.r.sandbox.flags&syscall.CLONE_NEWNET == 0 {
-		t.Skip("this kernel does not allow network namespaces here")
+		if os.Getenv("FERRULE_E2E") == "1" {
+			t.Fatal("FERRULE_E2E=1 but this kernel does not allow network namespaces here (CLONE_NEWNET)")
+		}
+		t.Skip("this kernel does not allow network namespaces here (CLONE_NEWNET); FERRULE_E2E=1 makes this a failure")
 	}
 	// /proc/self/net shows the interfaces of the process's own namespace:
 	// only "lo".

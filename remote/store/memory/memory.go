@@ -90,15 +90,14 @@ func (s *Store) Put(ctx context.Context, key store.Key, size int64, r io.Reader)
 	}
 	// Read the whole value before taking the lock: readers see the entry
 	// only once it is complete.
-	var buf bytes.Buffer
-	buf.Grow(int(min(size, 64<<20)))
+	buf := sizedBuffer{size: size}
 	if err := store.ReadExactly(&buf, r, size, nil); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
-	data := buf.Bytes()
+	data := buf.data
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -164,4 +163,30 @@ func (s *Store) Stats() store.Stats {
 		Evictions:    s.evictions,
 		EvictedBytes: s.evicted,
 	}
+}
+
+// sizedBuffer collects a value of a declared size. Memory follows the bytes
+// that arrived, not the declaration (a stalled upload that declared 64 MiB
+// holds what it sent), and capacity never exceeds the declared size.
+type sizedBuffer struct {
+	data []byte
+	size int64
+}
+
+// initialBytes is what a value is given before it has to grow.
+const initialBytes = 32 << 10
+
+func (b *sizedBuffer) Write(p []byte) (int, error) {
+	need := int64(len(b.data)) + int64(len(p))
+	if need > b.size {
+		return 0, fmt.Errorf("%w: more than the %d bytes declared", store.ErrSizeMismatch, b.size)
+	}
+	if need > int64(cap(b.data)) {
+		n := min(max(2*int64(cap(b.data)), need, initialBytes), b.size)
+		grown := make([]byte, len(b.data), n)
+		copy(grown, b.data)
+		b.data = grown
+	}
+	b.data = append(b.data, p...)
+	return len(p), nil
 }

@@ -1,7 +1,17 @@
 package memory
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"runtime"
+	"strings"
 	"testing"
+	"testing/iotest"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"github.com/ferrule-build/ferrule/remote/digest"
 
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/storetest"
@@ -13,4 +23,61 @@ func TestConformance(t *testing.T) {
 
 func TestBounded(t *testing.T) {
 	storetest.RunBounded(t, func(t *testing.T, maxBytes int64) store.Store { return New(maxBytes) })
+}
+
+// stallingReader yields its bytes and then fails, as an upload that stops.
+type stallingReader struct{ left int }
+
+func (r *stallingReader) Read(p []byte) (int, error) {
+	if r.left == 0 {
+		return 0, errors.New("client went away")
+	}
+	n := min(len(p), r.left)
+	r.left -= n
+	return n, nil
+}
+
+// A Put that declares 64 MiB and sends 1 KiB allocates about 1 KiB, not
+// the declared size: stalled uploads cost what they sent.
+func TestPutAllocatesWhatArrives(t *testing.T) {
+	s := New(0)
+	key := store.Key{Kind: store.CAS, Function: repb.DigestFunction_SHA256, Hash: strings.Repeat("ab", 32), Size: 64 << 20}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	err := s.Put(context.Background(), key, key.Size, &stallingReader{left: 1 << 10})
+	runtime.ReadMemStats(&after)
+	if err == nil {
+		t.Fatal("a Put whose reader fails succeeded")
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 8<<20 {
+		t.Fatalf("a stalled 1 KiB upload declaring 64 MiB allocated %d bytes", got)
+	}
+}
+
+// A value grown piece by piece is stored whole, without spare capacity.
+func TestPutGrowsToTheDeclaredSize(t *testing.T) {
+	s := New(0)
+	data := bytes.Repeat([]byte("0123456789"), 100_000)
+	d, err := digest.Of(repb.DigestFunction_SHA256, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := store.Key{Kind: store.CAS, Function: repb.DigestFunction_SHA256, Hash: d.Hash, Size: d.SizeBytes}
+	if err := s.Put(context.Background(), key, key.Size, iotest.OneByteReader(bytes.NewReader(data))); err != nil {
+		t.Fatal(err)
+	}
+	rc, _, err := s.Get(context.Background(), key, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	if !bytes.Equal(got, data) {
+		t.Fatalf("read back %d bytes, want %d", len(got), len(data))
+	}
+	s.mu.Lock()
+	c := cap(s.entries[key].Value.(*entry).data)
+	s.mu.Unlock()
+	if c != len(data) {
+		t.Errorf("stored with capacity %d for %d bytes", c, len(data))
+	}
 }
