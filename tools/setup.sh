@@ -44,7 +44,7 @@ say "Go $have_go"
 # The toolchain root: Bazel 7.7.1, gcc, rustc, bindgen, Python... pinned by
 # toolchains/root/manifest.txt, built once per manifest and machine.
 $SUDO ./tools/root.sh --build
-say "$(./tools/root.sh --digest): $(./tools/root.sh bazel --version 2>/dev/null | tail -1), $(./tools/root.sh rustc --version)"
+say "$(./tools/root.sh --digest): $(./tools/root.sh bazel --version 2>/dev/null | head -1), $(./tools/root.sh rustc --version)"
 
 say "downloading Go modules"
 go mod download
