@@ -28,21 +28,7 @@ func TestWorkerResultWithoutTreeDigestIsRejected(t *testing.T) {
 	cmd.OutputDirectories = []string{"out"}
 	ad := e.action(cmd, nil, nil)
 
-	sess, err := workerpb.NewSchedulerClient(e.conn).Session(e.ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hello := &workerpb.Hello{WorkerId: "hostile", Concurrency: 1}
-	for _, p := range e.props {
-		hello.Platform = append(hello.Platform, &workerpb.Property{Name: p.Name, Value: p.Value})
-	}
-	if err := sess.Send(&workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Hello{Hello: hello}}); err != nil {
-		t.Fatal(err)
-	}
-	if m, err := sess.Recv(); err != nil || m.GetWelcome() == nil {
-		t.Fatalf("welcome: %v %v", m, err)
-	}
-	waitFor(t, "the hostile worker to join", func() bool { return e.svc.Stats().Workers == 1 })
+	sess := joinHandWorker(t, e, "hostile")
 	stream, err := e.exec.Execute(e.ctx, &repb.ExecuteRequest{ActionDigest: ad})
 	if err != nil {
 		t.Fatal(err)

@@ -40,21 +40,7 @@ func TestMissedHeartbeatRequeues(t *testing.T) {
 	e := newEnv(t, Options{HeartbeatInterval: 20 * time.Millisecond}, false)
 	ad := e.action(shCommand("echo after-requeue"), nil, nil)
 
-	sess, err := workerpb.NewSchedulerClient(e.conn).Session(e.ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hello := &workerpb.Hello{WorkerId: "silent", Concurrency: 1}
-	for _, p := range e.props {
-		hello.Platform = append(hello.Platform, &workerpb.Property{Name: p.Name, Value: p.Value})
-	}
-	if err := sess.Send(&workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Hello{Hello: hello}}); err != nil {
-		t.Fatal(err)
-	}
-	if m, err := sess.Recv(); err != nil || m.GetWelcome() == nil {
-		t.Fatalf("welcome: %v %v", m, err)
-	}
-	waitFor(t, "the silent worker to join", func() bool { return e.svc.Stats().Workers == 1 })
+	sess := joinHandWorker(t, e, "silent")
 	stream, err := e.exec.Execute(e.ctx, &repb.ExecuteRequest{ActionDigest: ad})
 	if err != nil {
 		t.Fatal(err)
@@ -73,4 +59,27 @@ func TestMissedHeartbeatRequeues(t *testing.T) {
 	if w := resp.Result.ExecutionMetadata.GetWorker(); w != "local-0" {
 		t.Errorf("completed by %q, want local-0", w)
 	}
+}
+
+// joinHandWorker opens a scheduler session the test drives by hand, as a
+// worker named id offering the env's platform, and waits until the
+// scheduler counts it.
+func joinHandWorker(t *testing.T, e *env, id string) workerpb.Scheduler_SessionClient {
+	t.Helper()
+	sess, err := workerpb.NewSchedulerClient(e.conn).Session(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hello := &workerpb.Hello{WorkerId: id, Concurrency: 1}
+	for _, p := range e.props {
+		hello.Platform = append(hello.Platform, &workerpb.Property{Name: p.Name, Value: p.Value})
+	}
+	if err := sess.Send(&workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Hello{Hello: hello}}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := sess.Recv(); err != nil || m.GetWelcome() == nil {
+		t.Fatalf("welcome: %v %v", m, err)
+	}
+	waitFor(t, "the "+id+" worker to join", func() bool { return e.svc.Stats().Workers == 1 })
+	return sess
 }
