@@ -3,19 +3,17 @@ package ac_test
 import (
 	"bytes"
 	"context"
-	"net"
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ferrule-build/ferrule/remote/ac"
 	"github.com/ferrule-build/ferrule/remote/digest"
+	"github.com/ferrule-build/ferrule/remote/grpctest"
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/memory"
 )
@@ -24,18 +22,9 @@ const sha = repb.DigestFunction_SHA256
 
 func setup(t *testing.T, st store.Store, o ac.Options) repb.ActionCacheClient {
 	t.Helper()
-	lis := bufconn.Listen(1 << 20)
 	g := grpc.NewServer()
 	ac.New(st, o).Register(g)
-	go g.Serve(lis)
-	t.Cleanup(g.Stop)
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := grpctest.Dial(t, g)
 	return repb.NewActionCacheClient(conn)
 }
 

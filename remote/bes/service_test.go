@@ -3,7 +3,6 @@ package bes_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"runtime"
 	"strings"
 	"testing"
@@ -12,33 +11,23 @@ import (
 	bpb "google.golang.org/genproto/googleapis/devtools/build/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/ferrule-build/ferrule/remote/bes"
 	"github.com/ferrule-build/ferrule/remote/bes/bep"
 	"github.com/ferrule-build/ferrule/remote/bes/bestest"
+	"github.com/ferrule-build/ferrule/remote/grpctest"
 )
 
 func start(t *testing.T, lim bes.Limits, readOnly bool) (*bes.Store, bpb.PublishBuildEventClient) {
 	t.Helper()
 	st := bes.NewStore(lim)
-	lis := bufconn.Listen(1 << 20)
 	g := grpc.NewServer()
 	bes.New(st, bes.Options{ReadOnly: readOnly}).Register(g)
-	go g.Serve(lis)
-	t.Cleanup(g.Stop)
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := grpctest.Dial(t, g)
 	return st, bpb.NewPublishBuildEventClient(conn)
 }
 
@@ -226,18 +215,9 @@ var _ encoding.Codec = rawCodec{}
 
 func TestTruncatedMessage(t *testing.T) {
 	st := bes.NewStore(bes.Limits{})
-	lis := bufconn.Listen(1 << 20)
 	g := grpc.NewServer()
 	bes.New(st, bes.Options{}).Register(g)
-	go g.Serve(lis)
-	defer g.Stop()
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := grpctest.Dial(t, g)
 	b := build("inv-t")
 	reqs := bestest.Requests(b.InvocationID, b.BuildID, bestest.Events(b))
 	desc := &grpc.StreamDesc{StreamName: "PublishBuildToolEventStream", ServerStreams: true, ClientStreams: true}

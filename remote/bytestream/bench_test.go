@@ -12,14 +12,12 @@ import (
 	"github.com/ferrule-build/ferrule/remote/bytestream"
 	"github.com/ferrule-build/ferrule/remote/digest"
 	"github.com/ferrule-build/ferrule/remote/grpcbuf"
+	"github.com/ferrule-build/ferrule/remote/grpctest"
 	"github.com/ferrule-build/ferrule/remote/store/disk"
 	"github.com/ferrule-build/ferrule/remote/store/memory"
 	"github.com/ferrule-build/ferrule/remote/zstdcodec"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/experimental"
-	"google.golang.org/grpc/test/bufconn"
-	"net"
 )
 
 // halfCompressible returns n bytes that zstd compresses about 2:1.
@@ -117,18 +115,10 @@ func BenchmarkWriteDiskCompressed(b *testing.B) { benchWrite(b, true, true) }
 
 // setupBench is setupWith with the gRPC buffer pool `ferrule serve` uses.
 func setupBench(b *testing.B, st testStore) env {
-	lis := bufconn.Listen(1 << 20)
 	g := grpc.NewServer(experimental.BufferPool(grpcbuf.Default), grpc.ForceServerCodecV2(grpcbuf.Codec{}))
 	srv := bytestream.New(st, bytestream.Options{})
 	srv.Register(g)
-	go g.Serve(lis)
-	b.Cleanup(func() { g.Stop(); srv.Close() })
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { conn.Close() })
+	b.Cleanup(srv.Close)
+	conn := grpctest.Dial(b, g)
 	return env{bspb.NewByteStreamClient(conn), st}
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -17,12 +16,11 @@ import (
 	bspb "google.golang.org/genproto/googleapis/bytestream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/ferrule-build/ferrule/remote/bytestream"
 	"github.com/ferrule-build/ferrule/remote/digest"
+	"github.com/ferrule-build/ferrule/remote/grpctest"
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/disk"
 	"github.com/ferrule-build/ferrule/remote/store/memory"
@@ -71,19 +69,11 @@ func nameB(b *testing.B, data []byte, upload string, compressed bool) (string, *
 
 func setupWith(t testing.TB, st testStore, o bytestream.Options) env {
 	t.Helper()
-	lis := bufconn.Listen(1 << 20)
 	g := grpc.NewServer()
 	srv := bytestream.New(st, o)
 	srv.Register(g)
-	go g.Serve(lis)
-	t.Cleanup(func() { g.Stop(); srv.Close() })
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	t.Cleanup(srv.Close)
+	conn := grpctest.Dial(t, g)
 	return env{bspb.NewByteStreamClient(conn), st}
 }
 

@@ -2,34 +2,23 @@ package capabilities_test
 
 import (
 	"context"
-	"net"
 	"slices"
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/ferrule-build/ferrule/remote/capabilities"
+	"github.com/ferrule-build/ferrule/remote/grpctest"
 )
 
 func TestCapabilities(t *testing.T) {
 	srv := capabilities.New(capabilities.Options{MaxBatchBytes: 1234, UpdateEnabled: true})
-	lis := bufconn.Listen(1 << 16)
 	g := grpc.NewServer()
 	srv.Register(g)
-	go g.Serve(lis)
-	defer g.Stop()
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := grpctest.Dial(t, g)
 	c := repb.NewCapabilitiesClient(conn)
 	ctx := context.Background()
 

@@ -5,20 +5,18 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"github.com/klauspost/compress/zstd"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ferrule-build/ferrule/remote/cas"
 	"github.com/ferrule-build/ferrule/remote/digest"
+	"github.com/ferrule-build/ferrule/remote/grpctest"
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/memory"
 	"github.com/ferrule-build/ferrule/remote/zstdcodec"
@@ -29,19 +27,9 @@ const sha = repb.DigestFunction_SHA256
 func setup(t *testing.T, maxBatch int64) (repb.ContentAddressableStorageClient, *memory.Store) {
 	t.Helper()
 	st := memory.New(0)
-	lis := bufconn.Listen(1 << 20)
 	g := grpc.NewServer(grpc.MaxRecvMsgSize(16 << 20))
 	cas.New(st, cas.Options{MaxBatchBytes: maxBatch}).Register(g)
-	go g.Serve(lis)
-	t.Cleanup(g.Stop)
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20), grpc.MaxCallSendMsgSize(16<<20)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := grpctest.Dial(t, g, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20), grpc.MaxCallSendMsgSize(16<<20)))
 	return repb.NewContentAddressableStorageClient(conn), st
 }
 

@@ -5,16 +5,14 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/ferrule-build/ferrule/remote/cas"
+	"github.com/ferrule-build/ferrule/remote/grpctest"
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/memory"
 	"github.com/ferrule-build/ferrule/remote/zstdcodec"
@@ -58,18 +56,9 @@ func (failing) Read([]byte) (int, error) { return 0, errors.New("corrupt frame")
 
 func TestBatchReadStoredFrames(t *testing.T) {
 	st := &twoFrames{Store: memory.New(0), plain: map[string]bool{}, broken: map[string]bool{}}
-	lis := bufconn.Listen(1 << 20)
 	g := grpc.NewServer()
 	cas.New(st, cas.Options{}).Register(g)
-	go g.Serve(lis)
-	t.Cleanup(g.Stop)
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := grpctest.Dial(t, g)
 	c := repb.NewContentAddressableStorageClient(conn)
 
 	blobs := [][]byte{bytes.Repeat([]byte("framed "), 1000), []byte("stored plain, compressed here"), bytes.Repeat([]byte("broken "), 500)}

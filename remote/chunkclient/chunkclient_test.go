@@ -5,19 +5,17 @@ import (
 	"context"
 	"io"
 	"math/rand"
-	"net"
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/ferrule-build/ferrule/remote/bytestream"
 	"github.com/ferrule-build/ferrule/remote/capabilities"
 	"github.com/ferrule-build/ferrule/remote/cas"
 	"github.com/ferrule-build/ferrule/remote/chunkclient"
 	"github.com/ferrule-build/ferrule/remote/digest"
+	"github.com/ferrule-build/ferrule/remote/grpctest"
 	"github.com/ferrule-build/ferrule/remote/split"
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/chunked"
@@ -29,7 +27,6 @@ func serve(t *testing.T, chunking bool) *grpc.ClientConn {
 	t.Helper()
 	ch := chunked.New(memory.New(0), chunked.Options{})
 	c := cas.New(ch, cas.Options{})
-	lis := bufconn.Listen(1 << 20)
 	g := grpc.NewServer()
 	copts := capabilities.Options{}
 	if chunking {
@@ -44,15 +41,7 @@ func serve(t *testing.T, chunking bool) *grpc.ClientConn {
 	}
 	bytestream.New(ch, bytestream.Options{}).Register(g)
 	capabilities.New(copts).Register(g)
-	go g.Serve(lis)
-	t.Cleanup(g.Stop)
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := grpctest.Dial(t, g)
 	return conn
 }
 

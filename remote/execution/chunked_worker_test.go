@@ -4,20 +4,18 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/ferrule-build/ferrule/remote/bytestream"
 	"github.com/ferrule-build/ferrule/remote/capabilities"
 	"github.com/ferrule-build/ferrule/remote/cas"
 	"github.com/ferrule-build/ferrule/remote/chunkclient"
 	"github.com/ferrule-build/ferrule/remote/digest"
+	"github.com/ferrule-build/ferrule/remote/grpctest"
 	"github.com/ferrule-build/ferrule/remote/split"
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/chunked"
@@ -43,16 +41,7 @@ func TestWorkerMovesLargeFilesByChunks(t *testing.T) {
 	sp.Register(g)
 	bytestream.New(ch, bytestream.Options{}).Register(g)
 	capabilities.New(capabilities.Options{Chunking: sp}).Register(g)
-	lis := bufconn.Listen(1 << 20)
-	go g.Serve(lis)
-	t.Cleanup(g.Stop)
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := grpctest.Dial(t, g)
 	e := &env{t: t, st: ch, svc: svc, exec: repb.NewExecutionClient(conn), conn: conn, ctx: ctx, props: worker.DefaultPlatform()}
 
 	cc, err := chunkclient.New(ctx, conn, "", grpcstore.New(conn), chunkclient.Options{Local: store.Verifying(memory.New(0))})

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand"
-	"net"
 	"strings"
 	"testing"
 
@@ -15,14 +14,13 @@ import (
 	bspb "google.golang.org/genproto/googleapis/bytestream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/ferrule-build/ferrule/remote/bytestream"
 	"github.com/ferrule-build/ferrule/remote/capabilities"
 	"github.com/ferrule-build/ferrule/remote/cas"
 	"github.com/ferrule-build/ferrule/remote/digest"
+	"github.com/ferrule-build/ferrule/remote/grpctest"
 	"github.com/ferrule-build/ferrule/remote/split"
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/chunked"
@@ -52,21 +50,11 @@ func setup(t *testing.T, memBytes int64) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis := bufconn.Listen(1 << 20)
 	g := grpc.NewServer(grpc.MaxRecvMsgSize(16 << 20))
 	sp.Register(g)
 	bytestream.New(ch, bytestream.Options{}).Register(g)
 	capabilities.New(capabilities.Options{Chunking: sp}).Register(g)
-	go g.Serve(lis)
-	t.Cleanup(g.Stop)
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20), grpc.MaxCallSendMsgSize(16<<20)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := grpctest.Dial(t, g, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20), grpc.MaxCallSendMsgSize(16<<20)))
 	return &env{repb.NewContentAddressableStorageClient(conn), bspb.NewByteStreamClient(conn), repb.NewCapabilitiesClient(conn), mem, ch}
 }
 
