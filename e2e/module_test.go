@@ -69,39 +69,31 @@ func TestWorkspaceMode(t *testing.T) {
 // built from another manifest, is a clear error that says what to run.
 func TestRootErrors(t *testing.T) {
 	requireE2E(t)
-	digest := strings.TrimPrefix(strings.TrimSpace(runRootScript(t, nil, "--digest")), "toolchain-root=")
+	digest := strings.TrimPrefix(strings.TrimSpace(runRootScript(t, nil, false, "--digest")), "toolchain-root=")
 	empty := t.TempDir()
-	out := runRootScriptErr(t, []string{"FERRULE_ROOTS=" + empty}, "true")
+	out := runRootScript(t, []string{"FERRULE_ROOTS=" + empty}, true, "true")
 	if !strings.Contains(out, "no toolchain root") || !strings.Contains(out, "tools/setup.sh") {
 		t.Errorf("missing root: %q", out)
 	}
 	fake := filepath.Join(empty, digest, "etc", "ferrule-root")
 	os.MkdirAll(fake, 0o755)
 	os.WriteFile(filepath.Join(fake, "digest"), []byte(strings.Repeat("0", 64)+"\n"), 0o644)
-	out = runRootScriptErr(t, []string{"FERRULE_ROOTS=" + empty}, "true")
+	out = runRootScript(t, []string{"FERRULE_ROOTS=" + empty}, true, "true")
 	if !strings.Contains(out, "was built from manifest 000") || !strings.Contains(out, "--build") {
 		t.Errorf("mismatched root: %q", out)
 	}
 }
 
-func runRootScript(t *testing.T, env []string, args ...string) string {
+// runRootScript runs tools/root.sh with args and more environment, and
+// returns its combined output; it fails the test unless the exit status is
+// what wantErr says.
+func runRootScript(t *testing.T, env []string, wantErr bool, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(rootScript(t), args...)
 	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("tools/root.sh %v: %v\n%s", args, err, out)
-	}
-	return string(out)
-}
-
-func runRootScriptErr(t *testing.T, env []string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(rootScript(t), args...)
-	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.CombinedOutput()
-	if err == nil {
-		t.Fatalf("tools/root.sh %v succeeded; want an error\n%s", args, out)
+	if (err != nil) != wantErr {
+		t.Fatalf("tools/root.sh %v: error %v, want an error: %v\n%s", args, err, wantErr, out)
 	}
 	return string(out)
 }

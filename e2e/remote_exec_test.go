@@ -76,22 +76,12 @@ func (w *Worker) Actions() int { return strings.Count(w.log.String(), "running a
 
 // toolchainRootDir is the checkout's toolchain root (tools/root.sh --path).
 func toolchainRootDir(t *testing.T) string {
-	t.Helper()
-	out, err := exec.Command(rootScript(t), "--path").Output()
-	if err != nil {
-		t.Fatalf("tools/root.sh --path: %v", err)
-	}
-	return strings.TrimSpace(string(out))
+	return strings.TrimSpace(runRootScript(t, nil, false, "--path"))
 }
 
 // rootExecProperty is the Bazel flag asking for workers in this toolchain root.
 func rootExecProperty(t *testing.T) string {
-	t.Helper()
-	out, err := exec.Command(rootScript(t), "--digest").Output()
-	if err != nil {
-		t.Fatalf("tools/root.sh --digest: %v", err)
-	}
-	return "--remote_default_exec_properties=" + strings.TrimSpace(string(out))
+	return "--remote_default_exec_properties=" + strings.TrimSpace(runRootScript(t, nil, false, "--digest"))
 }
 
 func waitFor(cond func() bool, limit time.Duration) bool {

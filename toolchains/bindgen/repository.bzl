@@ -8,6 +8,8 @@ versions are recorded in the BUILD file and become part of every bindgen
 action key through the files themselves.
 """
 
+load("//toolchains:cpu.bzl", "cpu_constraint")
+
 def _bindgen_repository_impl(rctx):
     bindgen = rctx.attr.bindgen or rctx.os.environ.get("FERRULE_BINDGEN", "") or "/usr/bin/bindgen"
     bindgen = rctx.path(bindgen)
@@ -61,11 +63,7 @@ toolchain(
     toolchain = ":toolchain",
     toolchain_type = "@ferrule//toolchains/bindgen:toolchain_type",
 )
-""".format(cpu = _host_cpu(rctx), version = version, clang = resource.basename, lib = lib.basename))
-
-def _host_cpu(rctx):
-    arch = rctx.os.arch
-    return {"amd64": "x86_64", "x86_64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}.get(arch, arch)
+""".format(cpu = cpu_constraint(rctx.os.arch), version = version, clang = resource.basename, lib = lib.basename))
 
 ferrule_bindgen_repository = repository_rule(
     implementation = _bindgen_repository_impl,

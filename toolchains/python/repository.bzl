@@ -13,7 +13,7 @@ headers and libraries) `multiarch` names the target and the suffix follows
 from the version and the triple, as CPython's configure makes it.
 """
 
-_CPUS = {"x86_64": "x86_64", "aarch64": "aarch64"}
+load("//toolchains:cpu.bzl", "cpu_constraint")
 
 def _run(rctx, args):
     res = rctx.execute(args)
@@ -75,7 +75,7 @@ def _python_headers_impl(rctx):
         ext_suffix = ".cpython-{}-{}.so".format(version.replace(".", ""), multiarch)
     else:
         python, include, ext_suffix, multiarch = _interpreter_facts(rctx)
-    cpu = _CPUS.get(multiarch.split("-")[0], "")
+    cpu = cpu_constraint(multiarch)
     if not cpu:
         fail("ferrule_python_headers: no platform constraint known for {}".format(multiarch))
     inc = rctx.path(include)

@@ -7,6 +7,8 @@ are linked here, so actions run the compiler directly (with --sysroot) and
 never need HOME or RUSTUP_HOME.
 """
 
+load("//toolchains:cpu.bzl", "cpu_constraint")
+
 def _find_rustc(rctx):
     if rctx.attr.rustc:
         return rctx.path(rctx.attr.rustc)
@@ -57,7 +59,7 @@ def _rust_repository_impl(rctx):
             fail("ferrule_rust_repository: the standard library for {} is not installed in {} (Debian: libstd-rust-dev for that architecture)".format(triple, sysroot))
 
     # Every installed standard library is a target this rustc can build for.
-    triples = sorted([d.basename for d in rustlib.readdir() if d.get_child("lib").exists and _cpu(d.basename)])
+    triples = sorted([d.basename for d in rustlib.readdir() if d.get_child("lib").exists and cpu_constraint(d.basename)])
     for triple in triples:
         rctx.symlink(rustlib.get_child(triple), "lib/rustlib/" + triple)
     rctx.file("WORKSPACE", 'workspace(name = "{}")\n'.format(rctx.name))
@@ -106,13 +108,8 @@ toolchain(
     build.append('alias(name = "toolchain", actual = ":rust_{}")'.format(target))
     rctx.file("BUILD.bazel", "\n".join(build) + "\n")
 
-_CPUS = {"x86_64": "x86_64", "aarch64": "aarch64", "i686": "x86_32", "armv7": "armv7", "riscv64gc": "riscv64", "s390x": "s390x", "powerpc64le": "ppc64le"}
-
-def _cpu(triple):
-    return _CPUS.get(triple.split("-")[0], "")
-
 def _constraints(triple):
-    c = ["@platforms//cpu:" + _cpu(triple)]
+    c = ["@platforms//cpu:" + cpu_constraint(triple)]
     if "-linux-" in triple:
         c.append("@platforms//os:linux")
     return c
