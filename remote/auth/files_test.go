@@ -12,10 +12,15 @@ import (
 func write(t *testing.T, name, text string) string {
 	t.Helper()
 	f := filepath.Join(t.TempDir(), name)
+	writeFile(t, f, text)
+	return f
+}
+
+func writeFile(t testing.TB, f, text string) {
+	t.Helper()
 	if err := os.WriteFile(f, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return f
 }
 
 // A malformed credential file stops the server at start-up with an error

@@ -199,6 +199,9 @@ func TestAuthWorkerStream(t *testing.T) {
 	if err := openSession(context.Background(), r.conn); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("worker without credentials: %v", err)
 	}
+	if err := openSession(as("a-wrong-worker-token-0123"), r.conn); status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "not in the server's token file") {
+		t.Fatalf("worker with a wrong token: %v", err)
+	}
 	if err := openSession(as(writerToken), r.conn); status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "needs the worker role") {
 		t.Fatalf("worker with a writer token: %v", err)
 	}
