@@ -16,7 +16,9 @@
 //	chunked.Store      blobs spliced from chunks (split and splice calls)
 //	backend            disk (LRU-bounded, optionally zstd at rest) or memory
 //
-// Services translate their protocol onto that store and nothing else.
+// Services translate their protocol onto that store and nothing else; who
+// may call what is decided before them, by package auth's gRPC
+// interceptors and HTTP middleware, over TLS from package certs when set.
 package server
 
 import (
