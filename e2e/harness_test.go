@@ -11,6 +11,7 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,6 +29,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
@@ -328,7 +331,7 @@ func (s *Server) start(t *testing.T) {
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("start ferrule serve: %v", err)
 	}
-	waitHealthy(t, s.GRPC, s.log)
+	waitHealthy(t, s.GRPC, s.log, slices.Contains(s.args, "--tls_cert_file"))
 }
 
 // Restart kills the server (SIGKILL) and starts it again on the same
@@ -345,10 +348,15 @@ func (s *Server) Restart(t *testing.T, fresh bool) {
 	s.start(t)
 }
 
-// waitHealthy polls the gRPC health service until it reports SERVING.
-func waitHealthy(t *testing.T, addr string, log *bytes.Buffer) {
+// waitHealthy polls the gRPC health service until it reports SERVING; over
+// TLS when useTLS, the certificate unchecked (the probe only waits).
+func waitHealthy(t *testing.T, addr string, log *bytes.Buffer, useTLS bool) {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds := insecure.NewCredentials()
+	if useTLS {
+		creds = credentials.NewTLS(&tls.Config{InsecureSkipVerify: true})
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
 	}

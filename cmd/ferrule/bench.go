@@ -44,7 +44,11 @@ func init() {
 
 func runBench(fs *flag.FlagSet, args []string) error {
 	cfg := bench.DefaultConfig()
-	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "gRPC `address` of the server (host:port; grpc:// prefix allowed)")
+	fs.StringVar(&cfg.Addr, "addr", cfg.Addr, "gRPC `address` of the server (host:port; grpc:// or, for TLS, grpcs:// prefix allowed)")
+	caFile := fs.String("tls_ca_file", "", "PEM CA bundle to verify the server's certificate with; turns TLS on (default with grpcs://: the system's roots)")
+	clientCert := fs.String("tls_client_certificate", "", "PEM client certificate for mTLS (with --tls_client_key)")
+	clientKey := fs.String("tls_client_key", "", "PEM key of --tls_client_certificate")
+	token := fs.String("token", "", "bearer token sent as authorization: Bearer TOKEN (a role with writes: the benchmark uploads)")
 	fs.StringVar(&cfg.Instance, "instance", "", "REAPI instance `name`")
 	workloads := fs.String("workloads", "all", "comma-separated `list` of workloads: "+strings.Join(bench.AllWorkloads, ","))
 	fs.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "requests in flight at once")
@@ -75,9 +79,13 @@ func runBench(fs *flag.FlagSet, args []string) error {
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))
 	}
-	addr, err := benchAddr(cfg.Addr)
+	addr, useTLS, err := benchAddr(cfg.Addr)
 	if err != nil {
 		return usagef("%v", err)
+	}
+	dialOpts, err := clientCredentials(useTLS || *caFile != "" || *clientCert != "", *caFile, *clientCert, *clientKey, *token)
+	if err != nil {
+		return err
 	}
 	cfg.Addr = addr
 	cfg.Workloads = strings.Split(*workloads, ",")
@@ -91,7 +99,7 @@ func runBench(fs *flag.FlagSet, args []string) error {
 	defer stop()
 	progress := fs.Output() // stderr
 	fmt.Fprintf(progress, "ferrule bench: %s, workloads %s, concurrency %d (Ctrl-C prints the results so far)\n", addr, *workloads, cfg.Concurrency)
-	rep, err := bench.Run(ctx, cfg, progress)
+	rep, err := bench.Run(ctx, cfg, progress, dialOpts...)
 	if err != nil {
 		var ce bench.ConfigError
 		if errors.As(err, &ce) {
@@ -144,26 +152,27 @@ func compareBench(files []string, labels string) error {
 	return bench.WriteComparison(os.Stdout, names[0], names[1], cs)
 }
 
-// benchAddr normalises the --addr value to host:port.
-func benchAddr(a string) (string, error) {
+// benchAddr normalises the --addr value to host:port and says whether it
+// asks for TLS (grpcs://).
+func benchAddr(a string) (addr string, useTLS bool, err error) {
 	a = strings.TrimSpace(a)
 	switch {
 	case strings.HasPrefix(a, "grpcs://"):
-		return "", fmt.Errorf("--addr %q: TLS (grpcs://) is not supported by ferrule bench", a)
+		a, useTLS = strings.TrimPrefix(a, "grpcs://"), true
 	case strings.HasPrefix(a, "grpc://"):
 		a = strings.TrimPrefix(a, "grpc://")
 	case strings.Contains(a, "://"):
-		return "", fmt.Errorf("--addr %q: want HOST:PORT (or grpc://HOST:PORT)", a)
+		return "", false, fmt.Errorf("--addr %q: want HOST:PORT (or grpc://HOST:PORT, grpcs://HOST:PORT)", a)
 	}
 	a = strings.TrimSuffix(a, "/")
 	host, port, err := net.SplitHostPort(a)
 	if err != nil || port == "" {
-		return "", fmt.Errorf("--addr %q: want HOST:PORT", a)
+		return "", false, fmt.Errorf("--addr %q: want HOST:PORT", a)
 	}
 	if host == "" {
 		host = "localhost"
 	}
-	return net.JoinHostPort(host, port), nil
+	return net.JoinHostPort(host, port), useTLS, nil
 }
 
 // checkLoopback refuses addresses that are not on this machine unless the

@@ -3,24 +3,29 @@ package main
 import (
 	"bytes"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ferrule-build/ferrule/remote/certs/certstest"
 )
 
 func TestBenchAddr(t *testing.T) {
 	for in, want := range map[string]string{
-		"localhost:9092":        "localhost:9092",
-		"grpc://127.0.0.1:9092": "127.0.0.1:9092",
-		"grpc://[::1]:9092/":    "[::1]:9092",
-		":9092":                 "localhost:9092",
+		"localhost:9092":         "localhost:9092",
+		"grpc://127.0.0.1:9092":  "127.0.0.1:9092",
+		"grpc://[::1]:9092/":     "[::1]:9092",
+		":9092":                  "localhost:9092",
+		"grpcs://localhost:9092": "localhost:9092",
 	} {
-		got, err := benchAddr(in)
-		if err != nil || got != want {
-			t.Errorf("benchAddr(%q) = %q, %v; want %q", in, got, err, want)
+		got, useTLS, err := benchAddr(in)
+		if err != nil || got != want || useTLS != strings.HasPrefix(in, "grpcs://") {
+			t.Errorf("benchAddr(%q) = %q, %v, %v; want %q", in, got, useTLS, err, want)
 		}
 	}
-	for _, in := range []string{"", "localhost", "grpcs://localhost:9092", "http://localhost:8080", "localhost:"} {
-		if got, err := benchAddr(in); err == nil {
+	for _, in := range []string{"", "localhost", "http://localhost:8080", "localhost:"} {
+		if got, _, err := benchAddr(in); err == nil {
 			t.Errorf("benchAddr(%q) = %q, want an error", in, got)
 		}
 	}
@@ -92,5 +97,32 @@ func TestBenchCompareNeedsTwoFiles(t *testing.T) {
 	}
 	if code := run([]string{"bench", "--compare", "/nonexistent/a.json", "/nonexistent/b.json"}, &out, &errb); code != 1 {
 		t.Fatalf("missing files: exit %d, want 1; stderr: %s", code, errb.String())
+	}
+}
+
+// ferrule bench against a server with TLS and tokens.
+func TestBenchTLSAndToken(t *testing.T) {
+	dir := t.TempDir()
+	ca := certstest.NewCA(t, dir, "ca")
+	sc := ca.Server(t, dir, "server")
+	tokens := filepath.Join(dir, "tokens")
+	os.WriteFile(tokens, []byte("bench writer bench-token-0123456789\n"), 0o600)
+	c, err := loadForTest(t, "--store", "memory", "--grpc_address", "127.0.0.1:0", "--http_address", "none",
+		"--tls_cert_file", sc.Cert, "--tls_key_file", sc.Key, "--token_file", tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, _, stop := startServe(t, c)
+	defer stop()
+	addr := "grpcs://" + srv.GRPCAddr().String()
+	args := []string{"bench", "--addr", addr, "--tls_ca_file", ca.File, "--workloads", "findmissing,batch-write", "--count", "20", "--small-pool", "20", "--duration", "10s"}
+	var out, errb bytes.Buffer
+	if code := run(append(args, "--token", "bench-token-0123456789"), &out, &errb); code != 0 {
+		t.Fatalf("with the token: exit %d\n%s\n%s", code, out.String(), errb.String())
+	}
+	out.Reset()
+	errb.Reset()
+	if code := run(args, &out, &errb); code == 0 || !strings.Contains(out.String()+errb.String(), "Unauthenticated") {
+		t.Fatalf("without the token: exit %d\n%s\n%s", code, out.String(), errb.String())
 	}
 }

@@ -18,8 +18,10 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"gopkg.in/yaml.v3"
 
+	"github.com/ferrule-build/ferrule/remote/auth"
 	"github.com/ferrule-build/ferrule/remote/cas"
 	"github.com/ferrule-build/ferrule/remote/cdc"
+	"github.com/ferrule-build/ferrule/remote/certs"
 	"github.com/ferrule-build/ferrule/remote/execution"
 	"github.com/ferrule-build/ferrule/remote/server"
 	"github.com/ferrule-build/ferrule/remote/split"
@@ -49,6 +51,15 @@ type serveConfig struct {
 	FastCDCSeed       uint          `yaml:"fastcdc_seed"`
 	RepMaxMin         uint64        `yaml:"repmaxcdc_min_chunk_size"`
 	RepMaxHorizon     uint64        `yaml:"repmaxcdc_horizon_size"`
+
+	// Transport security and authentication (docs/auth.md).
+	TLSCertFile               string `yaml:"tls_cert_file"`
+	TLSKeyFile                string `yaml:"tls_key_file"`
+	TLSCAFile                 string `yaml:"tls_ca_file"`
+	TLSClientRolesFile        string `yaml:"tls_client_roles_file"`
+	TokenFile                 string `yaml:"token_file"`
+	HtpasswdFile              string `yaml:"htpasswd_file"`
+	AllowUnauthenticatedReads bool   `yaml:"allow_unauthenticated_reads"`
 
 	// Remote execution: the Execution and worker Scheduler services are
 	// always registered (so `ferrule worker` processes can join);
@@ -118,7 +129,14 @@ func bindServeFlags(fs *flag.FlagSet, c *serveConfig, configFile *string) {
 	fs.BoolVar(&c.Fsync, "fsync", c.Fsync, "disk store: flush every blob to stable storage before it becomes visible (survives power loss, slower)")
 	fs.StringVar(&c.StorageMode, "storage_mode", c.StorageMode, "disk store: how new CAS blobs are kept: zstd (compressed at rest; compressed reads send the stored frames, plain reads decompress) or uncompressed")
 	fs.Int64Var(&c.MaxBatchBytes, "max_batch_total_size_bytes", c.MaxBatchBytes, "limit on the blob bytes of one batch call")
-	fs.BoolVar(&c.ReadOnly, "read_only", c.ReadOnly, "refuse action cache writes and HTTP uploads")
+	fs.BoolVar(&c.ReadOnly, "read_only", c.ReadOnly, "refuse every write: CAS and action cache uploads (gRPC and HTTP), Execute, workers and build events")
+	fs.StringVar(&c.TLSCertFile, "tls_cert_file", c.TLSCertFile, "PEM certificate of the server: gRPC and HTTP over TLS (with --tls_key_file; reloaded when it changes)")
+	fs.StringVar(&c.TLSKeyFile, "tls_key_file", c.TLSKeyFile, "PEM private key of --tls_cert_file")
+	fs.StringVar(&c.TLSCAFile, "tls_ca_file", c.TLSCAFile, "PEM CA bundle client certificates are verified against (mTLS); required of every client unless tokens, htpasswd users or anonymous reads are allowed too")
+	fs.StringVar(&c.TLSClientRolesFile, "tls_client_roles_file", c.TLSClientRolesFile, "file of NAME ROLES lines giving client certificates (by common name or subject alternative name) their roles (default: every verified certificate holds every role)")
+	fs.StringVar(&c.TokenFile, "token_file", c.TokenFile, "file of NAME ROLES TOKEN lines: bearer tokens (Authorization: Bearer TOKEN) and their roles reader, writer, executor, worker")
+	fs.StringVar(&c.HtpasswdFile, "htpasswd_file", c.HtpasswdFile, "htpasswd file of bcrypt users for basic auth (USER:HASH, or USER:HASH:ROLES; default role writer)")
+	fs.BoolVar(&c.AllowUnauthenticatedReads, "allow_unauthenticated_reads", c.AllowUnauthenticatedReads, "clients without credentials may read (the reader role)")
 	fs.BoolVar(&c.Reflection, "grpc_reflection", c.Reflection, "register the gRPC reflection service")
 	fs.StringVar(&c.LogLevel, "log_level", c.LogLevel, "log level: debug, info, warn or error")
 	fs.DurationVar(&c.UploadIdleTimeout, "upload_idle_timeout", c.UploadIdleTimeout, "how long an interrupted ByteStream upload waits to be resumed")
@@ -280,12 +298,15 @@ func runServe(ctx context.Context, c serveConfig, out io.Writer) error {
 		httpAddr = ""
 	}
 	srv, err := server.New(server.Config{
-		GRPCAddress:       c.GRPCAddress,
-		HTTPAddress:       httpAddr,
-		Store:             st,
-		StoreDescription:  desc,
-		MaxBatchBytes:     c.MaxBatchBytes,
-		ReadOnly:          c.ReadOnly,
+		GRPCAddress:      c.GRPCAddress,
+		HTTPAddress:      httpAddr,
+		Store:            st,
+		StoreDescription: desc,
+		MaxBatchBytes:    c.MaxBatchBytes,
+		ReadOnly:         c.ReadOnly,
+		TLS:              certs.Files{Cert: c.TLSCertFile, Key: c.TLSKeyFile, CA: c.TLSCAFile},
+		Auth: auth.Config{TokenFile: c.TokenFile, HtpasswdFile: c.HtpasswdFile, CertRoleFile: c.TLSClientRolesFile,
+			AllowUnauthenticatedReads: c.AllowUnauthenticatedReads},
 		Reflection:        c.Reflection,
 		UploadIdleTimeout: c.UploadIdleTimeout,
 		Chunking: split.Options{
@@ -307,12 +328,26 @@ func runServe(ctx context.Context, c serveConfig, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(out, "ferrule serve: storing in a %s\n", desc)
-	fmt.Fprintf(out, "ferrule serve: gRPC on %s  (bazel --remote_cache=grpc://%s)\n", srv.GRPCAddr(), srv.GRPCAddr())
+	grpcScheme, httpScheme := "grpc", "http"
+	if c.TLSCertFile != "" {
+		grpcScheme, httpScheme = "grpcs", "https"
+	}
+	fmt.Fprintf(out, "ferrule serve: gRPC on %s  (bazel --remote_cache=%s://%s)\n", srv.GRPCAddr(), grpcScheme, srv.GRPCAddr())
 	if a := srv.HTTPAddr(); a != nil {
-		fmt.Fprintf(out, "ferrule serve: HTTP on %s  (bazel --remote_cache=http://%s; /metrics, /status)\n", a, a)
+		fmt.Fprintf(out, "ferrule serve: HTTP on %s  (bazel --remote_cache=%s://%s; /metrics, /status)\n", a, httpScheme, a)
+	}
+	if c.TLSCAFile != "" {
+		fmt.Fprintf(out, "ferrule serve: mTLS: client certificates verified against %s\n", c.TLSCAFile)
+	}
+	if c.TokenFile != "" || c.HtpasswdFile != "" || c.TLSCAFile != "" {
+		anon := "refused"
+		if c.AllowUnauthenticatedReads {
+			anon = "readers"
+		}
+		fmt.Fprintf(out, "ferrule serve: authentication on; clients without credentials are %s\n", anon)
 	}
 	if c.ReadOnly {
-		fmt.Fprintf(out, "ferrule serve: read-only: action cache writes are refused\n")
+		fmt.Fprintf(out, "ferrule serve: read-only: every write is refused\n")
 	}
 	if serveReady != nil {
 		serveReady(srv)

@@ -238,3 +238,30 @@ func TestServeLimitsConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestServeAuthConfig(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "serve.yaml")
+	if err := os.WriteFile(file, []byte("token_file: /etc/ferrule/tokens\nallow_unauthenticated_reads: true\ntls_cert_file: a.pem\ntls_key_file: a.key\ntls_ca_file: ca.pem\ntls_client_roles_file: roles\nhtpasswd_file: pw\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := loadForTest(t, "--config_file", file, "--tls_ca_file", "other.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.TokenFile != "/etc/ferrule/tokens" || !c.AllowUnauthenticatedReads || c.TLSCertFile != "a.pem" || c.TLSKeyFile != "a.key" ||
+		c.TLSCAFile != "other.pem" || c.TLSClientRolesFile != "roles" || c.HtpasswdFile != "pw" {
+		t.Errorf("from file and flags: %+v", c)
+	}
+
+	// A malformed token file stops start-up, naming the file and line.
+	tokens := filepath.Join(dir, "tokens")
+	os.WriteFile(tokens, []byte("ci writer 0123456789abcdef\nbob\n"), 0o600)
+	c, err = loadForTest(t, "--store", "memory", "--grpc_address", "127.0.0.1:0", "--http_address", "none", "--token_file", tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := runServe(context.Background(), c, io.Discard); err == nil || !strings.Contains(err.Error(), tokens+" line 2") {
+		t.Errorf("malformed token file: %v", err)
+	}
+}

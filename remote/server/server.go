@@ -16,11 +16,14 @@
 //	chunked.Store      blobs spliced from chunks (split and splice calls)
 //	backend            disk (LRU-bounded, optionally zstd at rest) or memory
 //
-// Services translate their protocol onto that store and nothing else.
+// Services translate their protocol onto that store and nothing else; who
+// may call what is decided before them, by package auth's gRPC
+// interceptors and HTTP middleware, over TLS from package certs when set.
 package server
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,10 +48,12 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ferrule-build/ferrule/remote/ac"
+	"github.com/ferrule-build/ferrule/remote/auth"
 	"github.com/ferrule-build/ferrule/remote/bes"
 	"github.com/ferrule-build/ferrule/remote/bytestream"
 	"github.com/ferrule-build/ferrule/remote/capabilities"
 	"github.com/ferrule-build/ferrule/remote/cas"
+	"github.com/ferrule-build/ferrule/remote/certs"
 	"github.com/ferrule-build/ferrule/remote/execution"
 	"github.com/ferrule-build/ferrule/remote/grpcbuf"
 	"github.com/ferrule-build/ferrule/remote/httpcache"
@@ -73,9 +78,18 @@ type Config struct {
 	// MaxBatchBytes limits batch calls (max_batch_total_size_bytes); the
 	// gRPC receive limit is set above it.
 	MaxBatchBytes int64
-	// ReadOnly refuses action cache writes (gRPC and HTTP) and HTTP CAS
-	// writes.
+	// ReadOnly refuses every write, whoever asks: CAS and action cache
+	// writes over gRPC and HTTP, Execute, the worker stream and build
+	// events (see package auth).
 	ReadOnly bool
+	// TLS, with a certificate and key, serves gRPC and HTTP over TLS; with
+	// a CA as well, client certificates are verified against it (mTLS).
+	TLS certs.Files
+	// Auth says where credentials come from; New fills in ReadOnly,
+	// ClientCertificates (from TLS.CA), the registry and the logger. With
+	// no credential source everyone may do everything but what ReadOnly
+	// refuses.
+	Auth auth.Config
 	// Reflection registers the gRPC reflection service.
 	Reflection bool
 	// UploadIdleTimeout bounds how long an interrupted ByteStream upload
@@ -165,7 +179,32 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.store = st
 
-	s.grpc = grpc.NewServer(
+	cfg.Auth.ReadOnly = cfg.ReadOnly
+	cfg.Auth.ClientCertificates = cfg.TLS.CA != ""
+	cfg.Auth.Registerer, cfg.Auth.Logger = s.metrics.reg, cfg.Logger
+	policy, err := auth.New(cfg.Auth)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	var httpTLS *tls.Config
+	var creds []grpc.ServerOption
+	switch {
+	case cfg.TLS.Cert != "" || cfg.TLS.Key != "":
+		rl, err := certs.Load(cfg.TLS, cfg.Logger)
+		if err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		clientAuth := tls.VerifyClientCertIfGiven
+		if policy.ClientCertificatesRequired() {
+			clientAuth = tls.RequireAndVerifyClientCert
+		}
+		creds = append(creds, grpc.Creds(rl.GRPC(clientAuth)))
+		httpTLS = rl.Config(clientAuth, "http/1.1")
+	case cfg.TLS.CA != "":
+		return nil, errors.New("server: a client CA (--tls_ca_file) needs TLS (--tls_cert_file and --tls_key_file)")
+	}
+
+	s.grpc = grpc.NewServer(append(creds,
 		experimental.BufferPool(grpcbuf.Default),
 		grpc.ForceServerCodecV2(grpcbuf.Codec{}),
 		grpc.MaxRecvMsgSize(recvLimit(cfg.MaxBatchBytes)),
@@ -178,9 +217,9 @@ func New(cfg Config) (*Server, error) {
 			PermitWithoutStream: true,
 		}),
 		grpc.StatsHandler(grpcStats{s.metrics}),
-		grpc.ChainUnaryInterceptor(s.recoverUnary),
-		grpc.ChainStreamInterceptor(s.recoverStream),
-	)
+		grpc.ChainUnaryInterceptor(s.recoverUnary, policy.UnaryInterceptor),
+		grpc.ChainStreamInterceptor(s.recoverStream, policy.StreamInterceptor),
+	)...)
 	s.CAS = cas.New(st, cas.Options{MaxBatchBytes: cfg.MaxBatchBytes, Logger: cfg.Logger})
 	s.ByteStream = bytestream.New(st, bytestream.Options{IdleTimeout: cfg.UploadIdleTimeout, Logger: cfg.Logger})
 	s.ActionCache = ac.New(st, ac.Options{ReadOnly: cfg.ReadOnly, Logger: cfg.Logger})
@@ -218,7 +257,8 @@ func New(cfg Config) (*Server, error) {
 		s.Web.Mount(mux)
 		mux.Handle("/", s.countHTTP(s.HTTPCache))
 		s.http = &http.Server{
-			Handler:           mux,
+			Handler:           policy.HTTP(mux),
+			TLSConfig:         httpTLS,
 			ReadHeaderTimeout: 30 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 			ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
@@ -368,7 +408,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.http != nil {
 		go s.Sampler.Run(ctx)
 		go func() {
-			if err := s.http.Serve(s.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serve := s.http.Serve
+			if s.http.TLSConfig != nil {
+				serve = func(l net.Listener) error { return s.http.ServeTLS(l, "", "") }
+			}
+			if err := serve(s.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("HTTP: %w", err)
 			}
 		}()

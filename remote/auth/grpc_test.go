@@ -1,0 +1,41 @@
+package auth
+
+import (
+	"context"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/ferrule-build/ferrule/remote/grpctest"
+)
+
+type testService struct {
+	testpb.UnimplementedTestServiceServer
+}
+
+func (testService) EmptyCall(context.Context, *testpb.Empty) (*testpb.Empty, error) {
+	return &testpb.Empty{}, nil
+}
+
+// A method missing from Methods is refused to everyone, even on a server
+// without credentials configured.
+func TestUnknownMethodRefused(t *testing.T) {
+	for _, cfg := range []Config{{}, {TokenFile: write(t, "tokens", "ci writer,executor,worker 0123456789abcdef\n")}} {
+		p, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := grpc.NewServer(grpc.ChainUnaryInterceptor(p.UnaryInterceptor), grpc.ChainStreamInterceptor(p.StreamInterceptor))
+		testpb.RegisterTestServiceServer(g, testService{})
+		conn := grpctest.Dial(t, g)
+		ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer 0123456789abcdef")
+		_, err = testpb.NewTestServiceClient(conn).EmptyCall(ctx, &testpb.Empty{})
+		if status.Code(err) != codes.PermissionDenied {
+			t.Errorf("open=%v: a method not in the table: %v", p.Open(), err)
+		}
+	}
+}
