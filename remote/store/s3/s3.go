@@ -68,7 +68,7 @@ type Options struct {
 	// MaxRetries bounds the client's retries of one request; 0 means 2.
 	MaxRetries int
 	// StageInMemory is the largest value staged in memory before upload;
-	// larger ones go to a temporary file in TempDir. 0 means 4 MiB.
+	// larger ones go to a temporary file in TempDir. 0 means 1 MiB.
 	StageInMemory int64
 	TempDir       string
 	Logger        *slog.Logger
@@ -127,7 +127,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		opts.MaxRetries = 2
 	}
 	if opts.StageInMemory <= 0 {
-		opts.StageInMemory = 4 << 20
+		opts.StageInMemory = 1 << 20
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

@@ -197,3 +197,40 @@ func TestUpdateTimestamps(t *testing.T) {
 		t.Error("the refreshed object reads back different")
 	}
 }
+
+// failAtEnd yields data, then fails instead of reporting the end.
+type failAtEnd struct{ r *bytes.Reader }
+
+func (f failAtEnd) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if err != nil {
+		return n, errors.New("refused at the end")
+	}
+	return n, nil
+}
+
+// Values larger than StageInMemory are staged in a temporary file: they
+// round-trip, and one whose reader fails at its very end uploads nothing.
+func TestStagedInFile(t *testing.T) {
+	srv := s3test.Start(t)
+	srv.MakeBucket(t, "staged")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := s3.Open(ctx, s3.Options{Endpoint: srv.Addr, Bucket: "staged", DisableSSL: true,
+		Creds: credentials.NewStaticV4(s3test.Access, s3test.Secret, ""), StageInMemory: 1000, TempDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	data := storetest.Blob(3, 3<<20)
+	k := storetest.CASKey("", repb.DigestFunction_SHA256, data)
+	if err := st.Put(ctx, k, k.Size, failAtEnd{bytes.NewReader(data)}); err == nil {
+		t.Fatal("Put with a reader failing at its end succeeded")
+	}
+	storetest.AssertMissing(t, st, k)
+	storetest.MustPut(t, st, k, data)
+	got, err := storetest.ReadAll(st, k, 1<<20)
+	if err != nil || !bytes.Equal(got, data[1<<20:]) {
+		t.Errorf("read at 1 MiB of a 3 MiB staged blob: %d bytes, %v", len(got), err)
+	}
+}
