@@ -67,6 +67,25 @@ func TestServeS3BadInput(t *testing.T) {
 	}
 }
 
+// The S3 settings are read from the config file under the flags' names.
+func TestServeS3ConfigFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "serve.yaml")
+	os.WriteFile(file, []byte("s3.endpoint: s3.example.com\ns3.bucket: cache\ns3.prefix: ci\ns3.async_upload: true\nmax_queued_uploads: 7\n"), 0o644)
+	c, err := loadForTest(t, "--config_file", file, "--s3.prefix", "flag")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.S3Endpoint != "s3.example.com" || c.S3Bucket != "cache" || !c.S3AsyncUpload || c.MaxQueuedUploads != 7 {
+		t.Errorf("file settings not applied: %+v", c)
+	}
+	if c.S3Prefix != "flag" {
+		t.Errorf("--s3.prefix did not override the file: %q", c.S3Prefix)
+	}
+	if c.S3AuthMethod != "access_key" || c.NumUploaders != 16 {
+		t.Errorf("defaults: auth method %q, uploaders %d", c.S3AuthMethod, c.NumUploaders)
+	}
+}
+
 func getStatus(t *testing.T, srv *server.Server) server.Status {
 	t.Helper()
 	resp, err := http.Get("http://" + srv.HTTPAddr().String() + "/status")

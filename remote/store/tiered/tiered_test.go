@@ -13,7 +13,6 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
@@ -131,7 +130,7 @@ func TestCorruptShared(t *testing.T) {
 		t.Fatalf("Get of a corrupt shared object: %v, want ErrNotFound", err)
 	}
 	storetest.AssertMissing(t, a.Unwrap(), k)
-	if v := testutil.ToFloat64(metric(t, a, "ferrule_shared_fills_total", "corrupt")); v != 1 {
+	if v := metric(t, a, "ferrule_shared_fills_total", "corrupt"); v != 1 {
 		t.Errorf("corrupt fills counted %v, want 1", v)
 	}
 	// An upload repairs it.
@@ -142,8 +141,8 @@ func TestCorruptShared(t *testing.T) {
 	}
 }
 
-// metric returns the collector of one series of ts's metrics.
-func metric(t *testing.T, ts *tiered.Store, name, result string) prometheus.Collector {
+// metric returns the value of the counter name{result=result} of ts.
+func metric(t *testing.T, ts *tiered.Store, name, result string) float64 {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
 	if err := reg.Register(ts); err != nil {
@@ -154,21 +153,16 @@ func metric(t *testing.T, ts *tiered.Store, name, result string) prometheus.Coll
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
 		for _, m := range mf.Metric {
 			for _, l := range m.Label {
-				if l.GetName() == "result" && l.GetValue() == result {
-					c := prometheus.NewCounter(prometheus.CounterOpts{Name: name})
-					c.Add(m.GetCounter().GetValue())
-					return c
+				if mf.GetName() == name && l.GetName() == "result" && l.GetValue() == result {
+					return m.GetCounter().GetValue()
 				}
 			}
 		}
 	}
 	t.Fatalf("no series %s{result=%q}", name, result)
-	return nil
+	return 0
 }
 
 // S3 stopped: reads fall back to the local tier, what only the bucket
@@ -264,7 +258,7 @@ func TestAsyncQueue(t *testing.T) {
 	if h.LostUploads < n-3 || h.LostUploads > n-2 {
 		t.Errorf("lost %d uploads of %d with a queue of 2 and one blocked uploader, want %d or %d", h.LostUploads, n, n-3, n-2)
 	}
-	if v := testutil.ToFloat64(metric(t, a, "ferrule_shared_uploads_total", "dropped")); v != float64(h.LostUploads) {
+	if v := metric(t, a, "ferrule_shared_uploads_total", "dropped"); v != float64(h.LostUploads) {
 		t.Errorf("dropped uploads metric %v, health says %d", v, h.LostUploads)
 	}
 	close(g.open)
