@@ -1,14 +1,18 @@
 package e2e
 
 import (
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/s3/s3test"
 )
 
@@ -32,7 +36,8 @@ func sharedUploads(s *Server) (int, bool) {
 // disk, share one bucket of a real S3 server (versitygw). A build through
 // A, `clean --expunge`, the build through B is all remote cache hits;
 // then A is killed (SIGKILL) during a build, and the build repeated
-// through B succeeds.
+// through B succeeds; then S3 is stopped during a build through B, which
+// succeeds, and B recovers when S3 is back.
 func TestS3TwoFrontends(t *testing.T) {
 	requireE2E(t)
 	s3srv := s3test.Start(t)
@@ -94,4 +99,58 @@ func TestS3TwoFrontends(t *testing.T) {
 		}
 	}
 	t.Logf("the build repeated through B succeeded with %d remote cache hits from what A uploaded before it died:\n%s", hits, tail(out, 5))
+
+	// S3 stopped during a build through B: the build still succeeds (B
+	// refuses the uploads it cannot pass on as UNAVAILABLE, Bazel goes on),
+	// /status says why, and once S3 is back B is healthy and builds again.
+	before, _ = sharedUploads(b)
+	env = "--action_env=FERRULE_E2E_S3=s3-stopped"
+	bz.Run(t, "clean", "--expunge")
+	go func() {
+		out, err := bz.RunErr(t, append([]string{"build", "--remote_cache=grpc://" + b.GRPC, env}, cacheTargets...)...)
+		if err != nil {
+			err = fmt.Errorf("%v\n%s", err, tail(out, 30))
+		}
+		done <- err
+	}()
+	for deadline := time.Now().Add(10 * time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if n, _ := sharedUploads(b); n > before {
+			break
+		}
+	}
+	s3srv.Stop()
+	if err := <-done; err != nil {
+		t.Errorf("the build through B with S3 stopped under it failed: %v", err)
+	}
+	// A read of what B's disk lacks reaches for S3 even if the build
+	// made its last upload before S3 stopped.
+	if resp, err := http.Get("http://" + b.HTTP + "/cas/" + strings.Repeat("0", 64)); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("HTTP read of an absent blob with S3 stopped: %s, want 404", resp.Status)
+		}
+	}
+	if h := sharedTier(t, b); h.Healthy || h.Cause == "" {
+		t.Errorf("B's /status with S3 stopped: %+v, want degraded with the cause", h)
+	}
+	s3srv.Restart(t)
+	for deadline := time.Now().Add(30 * time.Second); !sharedTier(t, b).Healthy; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("B still degraded after S3 came back: %+v", sharedTier(t, b))
+		}
+	}
+	bz.Run(t, "clean", "--expunge")
+	bz.Run(t, append([]string{"build", "--remote_cache=grpc://" + b.GRPC, env}, cacheTargets...)...)
+}
+
+// sharedTier reads the S3 tier's health from a frontend's /status.
+func sharedTier(t *testing.T, s *Server) store.Health {
+	t.Helper()
+	var st struct {
+		SharedTier *store.Health `json:"shared_tier"`
+	}
+	if err := json.Unmarshal([]byte(httpGet(t, "http://"+s.HTTP+"/status")), &st); err != nil || st.SharedTier == nil {
+		t.Fatalf("/status of %s has no shared tier (%v)", s.HTTP, err)
+	}
+	return *st.SharedTier
 }
