@@ -12,6 +12,10 @@ import (
 	"testing"
 	"time"
 
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/s3/s3test"
 )
@@ -122,13 +126,20 @@ func TestS3TwoFrontends(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("the build through B with S3 stopped under it failed: %v", err)
 	}
-	// A read of what B's disk lacks reaches for S3 even if the build
-	// made its last upload before S3 stopped.
-	if resp, err := http.Get("http://" + b.HTTP + "/cas/" + strings.Repeat("0", 64)); err == nil {
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusNotFound {
-			t.Errorf("HTTP read of an absent blob with S3 stopped: %s, want 404", resp.Status)
-		}
+	// A lookup of what B's disk lacks reaches for S3 even if the build
+	// made its last upload before S3 stopped; B answers from its disk.
+	conn, err := grpc.NewClient(b.GRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	absent := &repb.Digest{Hash: strings.Repeat("0", 64), SizeBytes: 1}
+	ctx, cancel := contextWithTimeout(30 * time.Second)
+	fm, err := repb.NewContentAddressableStorageClient(conn).FindMissingBlobs(ctx,
+		&repb.FindMissingBlobsRequest{BlobDigests: []*repb.Digest{absent}})
+	cancel()
+	conn.Close()
+	if err != nil || len(fm.GetMissingBlobDigests()) != 1 {
+		t.Errorf("FindMissingBlobs through B with S3 stopped: %v, %v; want the digest missing", fm, err)
 	}
 	if h := sharedTier(t, b); h.Healthy || h.Cause == "" {
 		t.Errorf("B's /status with S3 stopped: %+v, want degraded with the cause", h)

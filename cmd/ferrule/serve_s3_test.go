@@ -153,6 +153,16 @@ func TestServeS3Status(t *testing.T) {
 	}
 
 	s3srv.Stop()
+	// A lookup of what the disk lacks reaches for S3, is answered from
+	// the disk, and shows the outage in /status.
+	absent := &repb.Digest{Hash: strings.Repeat("0", 64), SizeBytes: 1}
+	fm, err := cas.FindMissingBlobs(context.Background(), &repb.FindMissingBlobsRequest{BlobDigests: []*repb.Digest{absent}})
+	if err != nil || len(fm.MissingBlobDigests) != 1 {
+		t.Errorf("FindMissingBlobs with S3 down: %v, %v; want the digest missing", fm, err)
+	}
+	if st := getStatus(t, srv); st.SharedTier == nil || st.SharedTier.Healthy || st.SharedTier.Cause == "" {
+		t.Errorf("/status after a lookup with S3 down: %+v, want degraded with the cause", st.SharedTier)
+	}
 	err = upload([]byte("while S3 is down"))
 	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "S3") {
 		t.Errorf("write with S3 down: %v, want UNAVAILABLE naming S3", err)

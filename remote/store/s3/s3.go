@@ -346,6 +346,23 @@ func (s *Store) Get(ctx context.Context, key store.Key, offset int64) (io.ReadCl
 	return &reader{obj: obj, s: s, ctx: ctx}, info.Size, nil
 }
 
+// Size returns the size of key's value, ignoring key.Size (for the HTTP
+// cache protocol, which names blobs by hash alone).
+func (s *Store) Size(ctx context.Context, key store.Key) (int64, error) {
+	k, err := store.CheckKey(key)
+	if err != nil {
+		return 0, err
+	}
+	if err := s.down(); err != nil {
+		return 0, err
+	}
+	info, err := s.client.StatObject(ctx, s.opts.Bucket, s.object(k), minio.StatObjectOptions{})
+	if err := s.note(ctx, err); err != nil {
+		return 0, fmt.Errorf("size of %s: %w", k, err)
+	}
+	return info.Size, nil
+}
+
 // reader reports a failure of S3 during a read as the store does.
 type reader struct {
 	obj *minio.Object

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/ferrule-build/ferrule/remote/httpcache"
 	"github.com/ferrule-build/ferrule/remote/rpcstatus"
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/disk"
@@ -87,6 +90,19 @@ func TestTwoFrontends(t *testing.T) {
 	}
 	if m, err := b.FindMissing(context.Background(), []store.Key{ok, ak}); err != nil || len(m) != 0 {
 		t.Errorf("B's FindMissing: missing %v, %v; want none", m, err)
+	}
+	// Over the HTTP cache protocol, which names blobs by hash alone, B
+	// finds the size of A's blob in the bucket.
+	web := httptest.NewServer(httpcache.New(store.Complete(b), httpcache.Options{}))
+	defer web.Close()
+	resp, err := http.Get(web.URL + "/cas/" + ok.Hash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, out) {
+		t.Errorf("HTTP GET through B of a blob only the bucket holds: %s, %d bytes", resp.Status, len(body))
 	}
 	cb := store.Complete(b)
 	if _, err := store.ReadBlob(context.Background(), cb, ak, 1<<20); err != nil {
