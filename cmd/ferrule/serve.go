@@ -28,6 +28,8 @@ import (
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/disk"
 	"github.com/ferrule-build/ferrule/remote/store/memory"
+	"github.com/ferrule-build/ferrule/remote/store/s3"
+	"github.com/ferrule-build/ferrule/remote/store/tiered"
 	"github.com/ferrule-build/ferrule/remote/worker"
 )
 
@@ -60,6 +62,25 @@ type serveConfig struct {
 	TokenFile                 string `yaml:"token_file"`
 	HtpasswdFile              string `yaml:"htpasswd_file"`
 	AllowUnauthenticatedReads bool   `yaml:"allow_unauthenticated_reads"`
+
+	// The shared S3 tier behind the local store (see remote/store/s3 and
+	// remote/store/tiered), named as bazel-remote's s3 flags.
+	S3Endpoint         string `yaml:"s3.endpoint"`
+	S3Bucket           string `yaml:"s3.bucket"`
+	S3Prefix           string `yaml:"s3.prefix"`
+	S3Region           string `yaml:"s3.region"`
+	S3DisableSSL       bool   `yaml:"s3.disable_ssl"`
+	S3BucketLookup     string `yaml:"s3.bucket_lookup_type"`
+	S3AuthMethod       string `yaml:"s3.auth_method"`
+	S3AccessKeyID      string `yaml:"s3.access_key_id"`
+	S3SecretAccessKey  string `yaml:"s3.secret_access_key"`
+	S3CredentialsFile  string `yaml:"s3.aws_shared_credentials_file"`
+	S3Profile          string `yaml:"s3.aws_profile"`
+	S3IAMRoleEndpoint  string `yaml:"s3.iam_role_endpoint"`
+	S3UpdateTimestamps bool   `yaml:"s3.update_timestamps"`
+	S3AsyncUpload      bool   `yaml:"s3.async_upload"`
+	MaxQueuedUploads   int    `yaml:"max_queued_uploads"`
+	NumUploaders       int    `yaml:"num_uploaders"`
 
 	// Remote execution: the Execution and worker Scheduler services are
 	// always registered (so `ferrule worker` processes can join);
@@ -107,6 +128,11 @@ func defaultServeConfig() serveConfig {
 		FastCDCAvg:        cdc.DefaultFastCDCAvg,
 		RepMaxMin:         cdc.DefaultRepMaxMin,
 		RepMaxHorizon:     cdc.DefaultRepMaxHorizon,
+		S3BucketLookup:    "auto",
+		S3AuthMethod:      "access_key",
+		S3Profile:         "default",
+		MaxQueuedUploads:  10000,
+		NumUploaders:      16,
 
 		MaxInputDepth:         defaultLimits.MaxDepth,
 		MaxInputDirectories:   defaultLimits.MaxDirectories,
@@ -153,6 +179,22 @@ func bindServeFlags(fs *flag.FlagSet, c *serveConfig, configFile *string) {
 	fs.Int64Var(&c.MaxInputBytes, "max_input_bytes", c.MaxInputBytes, "remote execution: total bytes of files an action's input root may make a worker create (counted per path)")
 	fs.IntVar(&c.MaxRetainedOperations, "max_retained_operations", c.MaxRetainedOperations, "remote execution: finished operations kept for WaitExecution (oldest forgotten first)")
 	fs.DurationVar(&c.OperationRetention, "operation_retention", c.OperationRetention, "remote execution: how long a finished operation is kept for WaitExecution")
+	fs.StringVar(&c.S3Endpoint, "s3.endpoint", c.S3Endpoint, "shared S3 tier: the S3-compatible service's host[:port] (the local store then caches a bucket shared by several frontends)")
+	fs.StringVar(&c.S3Bucket, "s3.bucket", c.S3Bucket, "shared S3 tier: the bucket (it must exist)")
+	fs.StringVar(&c.S3Prefix, "s3.prefix", c.S3Prefix, "shared S3 tier: prefix of every object name (objects are PREFIX/cas/HASH and PREFIX/ac/HASH)")
+	fs.StringVar(&c.S3Region, "s3.region", c.S3Region, "shared S3 tier: the bucket's region (empty: found out from the service)")
+	fs.BoolVar(&c.S3DisableSSL, "s3.disable_ssl", c.S3DisableSSL, "shared S3 tier: plain HTTP instead of HTTPS")
+	fs.StringVar(&c.S3BucketLookup, "s3.bucket_lookup_type", c.S3BucketLookup, "shared S3 tier: bucket addressing: auto, dns (virtual-host style) or path")
+	fs.StringVar(&c.S3AuthMethod, "s3.auth_method", c.S3AuthMethod, "shared S3 tier: credentials: access_key (--s3.access_key_id/--s3.secret_access_key, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN from the environment), aws_credentials_file or iam_role")
+	fs.StringVar(&c.S3AccessKeyID, "s3.access_key_id", c.S3AccessKeyID, "shared S3 tier: access key for --s3.auth_method access_key (prefer AWS_ACCESS_KEY_ID in the environment)")
+	fs.StringVar(&c.S3SecretAccessKey, "s3.secret_access_key", c.S3SecretAccessKey, "shared S3 tier: secret key for --s3.auth_method access_key (prefer AWS_SECRET_ACCESS_KEY in the environment: flags show in ps)")
+	fs.StringVar(&c.S3CredentialsFile, "s3.aws_shared_credentials_file", c.S3CredentialsFile, "shared S3 tier: AWS credentials file for --s3.auth_method aws_credentials_file (default ~/.aws/credentials)")
+	fs.StringVar(&c.S3Profile, "s3.aws_profile", c.S3Profile, "shared S3 tier: profile in --s3.aws_shared_credentials_file")
+	fs.StringVar(&c.S3IAMRoleEndpoint, "s3.iam_role_endpoint", c.S3IAMRoleEndpoint, "shared S3 tier: endpoint of the instance's IAM credentials for --s3.auth_method iam_role (empty: the standard one)")
+	fs.BoolVar(&c.S3UpdateTimestamps, "s3.update_timestamps", c.S3UpdateTimestamps, "shared S3 tier: on a hit in the bucket, copy objects older than a day onto themselves so that a lifecycle rule expiring by age keeps what is used")
+	fs.BoolVar(&c.S3AsyncUpload, "s3.async_upload", c.S3AsyncUpload, "shared S3 tier: acknowledge writes once stored locally and upload them in the background (bounded by --max_queued_uploads; losses counted in /metrics)")
+	fs.IntVar(&c.MaxQueuedUploads, "max_queued_uploads", c.MaxQueuedUploads, "shared S3 tier with --s3.async_upload: uploads that may wait; beyond, writes are not uploaded (counted as dropped)")
+	fs.IntVar(&c.NumUploaders, "num_uploaders", c.NumUploaders, "shared S3 tier with --s3.async_upload: uploads running at once")
 	fs.Var(&c.WorkerPlatform, "worker_platform", "platform property NAME=VALUE the in-process workers offer on top of OSFamily and ISA (repeatable)")
 }
 
@@ -241,6 +283,12 @@ func (c serveConfig) check() error {
 	default:
 		return usagef("unknown --storage_mode %q (zstd or uncompressed)", c.StorageMode)
 	}
+	if (c.S3Endpoint == "") != (c.S3Bucket == "") {
+		return usagef("the shared S3 tier needs both --s3.endpoint and --s3.bucket")
+	}
+	if c.S3Endpoint != "" && (c.MaxQueuedUploads <= 0 || c.NumUploaders <= 0) {
+		return usagef("--max_queued_uploads and --num_uploaders must be positive")
+	}
 	switch c.Store {
 	case "disk":
 		if c.Dir == "" {
@@ -261,8 +309,56 @@ func logLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
-// openStore opens the configured backend and describes it.
-func openStore(c serveConfig, log *slog.Logger) (store.Store, string, error) {
+// openStore opens the configured backend, in front of the shared S3 tier
+// if there is one, and describes it.
+func openStore(ctx context.Context, c serveConfig, log *slog.Logger) (store.Store, string, error) {
+	local, desc, err := openLocalStore(c, log)
+	if err != nil || c.S3Bucket == "" {
+		return local, desc, err
+	}
+	shared, err := openS3(ctx, c, log)
+	if err != nil {
+		if cl, ok := local.(io.Closer); ok {
+			cl.Close()
+		}
+		return nil, "", err
+	}
+	mode := "synchronous uploads"
+	if c.S3AsyncUpload {
+		mode = fmt.Sprintf("asynchronous uploads (queue of %d, %d uploaders)", c.MaxQueuedUploads, c.NumUploaders)
+	}
+	log.Info("shared S3 tier", "bucket", shared.Name(), "uploads", mode)
+	st := tiered.New(local, shared, tiered.Options{Async: c.S3AsyncUpload, MaxQueuedUploads: c.MaxQueuedUploads, Uploaders: c.NumUploaders, Logger: log})
+	return st, fmt.Sprintf("%s, in front of %s, %s", desc, shared.Name(), mode), nil
+}
+
+// s3Timeout bounds the start-up check of the S3 bucket.
+const s3Timeout = 15 * time.Second
+
+// openS3 connects to the bucket and checks it (a clear error otherwise).
+func openS3(ctx context.Context, c serveConfig, log *slog.Logger) (*s3.Store, error) {
+	creds, err := s3.Credentials(s3.Auth{
+		Method: c.S3AuthMethod, AccessKeyID: c.S3AccessKeyID, SecretAccessKey: c.S3SecretAccessKey,
+		CredentialsFile: c.S3CredentialsFile, Profile: c.S3Profile, IAMEndpoint: c.S3IAMRoleEndpoint,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s3Timeout)
+	defer cancel()
+	st, err := s3.Open(ctx, s3.Options{
+		Endpoint: c.S3Endpoint, Bucket: c.S3Bucket, Prefix: c.S3Prefix, Region: c.S3Region,
+		DisableSSL: c.S3DisableSSL, BucketLookup: c.S3BucketLookup, Creds: creds,
+		UpdateTimestamps: c.S3UpdateTimestamps, Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("shared S3 tier: %w", err)
+	}
+	return st, nil
+}
+
+// openLocalStore opens the configured local backend and describes it.
+func openLocalStore(c serveConfig, log *slog.Logger) (store.Store, string, error) {
 	max := int64(c.MaxSize) << 30
 	switch c.Store {
 	case "memory":
@@ -286,7 +382,7 @@ var serveReady func(*server.Server)
 func runServe(ctx context.Context, c serveConfig, out io.Writer) error {
 	level, _ := logLevel(c.LogLevel)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	st, desc, err := openStore(c, log)
+	st, desc, err := openStore(ctx, c, log)
 	if err != nil {
 		return err
 	}

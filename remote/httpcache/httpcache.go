@@ -187,7 +187,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		code = http.StatusBadRequest
 	case codes.ResourceExhausted:
 		code = http.StatusRequestEntityTooLarge
-	case codes.Canceled, codes.DeadlineExceeded:
+	case codes.Canceled, codes.DeadlineExceeded, codes.Unavailable:
 		code = http.StatusServiceUnavailable
 	}
 	if code == http.StatusInternalServerError {

@@ -16,7 +16,8 @@ import (
 // Code is the gRPC code for err: NOT_FOUND for a missing entry,
 // INVALID_ARGUMENT for content that does not match its digest, corrupt
 // compressed data or a bad key, OUT_OF_RANGE, RESOURCE_EXHAUSTED for an
-// entry too large, CANCELLED and DEADLINE_EXCEEDED for the context's end,
+// entry too large, UNAVAILABLE for a store that cannot reach the service it
+// depends on, CANCELLED and DEADLINE_EXCEEDED for the context's end,
 // INTERNAL otherwise. A status error keeps its own code.
 func Code(err error) codes.Code {
 	if err == nil {
@@ -35,6 +36,8 @@ func Code(err error) codes.Code {
 		return codes.OutOfRange
 	case errors.Is(err, store.ErrTooLarge):
 		return codes.ResourceExhausted
+	case errors.Is(err, store.ErrUnavailable):
+		return codes.Unavailable
 	case errors.Is(err, context.Canceled):
 		return codes.Canceled
 	case errors.Is(err, context.DeadlineExceeded):

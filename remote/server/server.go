@@ -14,11 +14,17 @@
 //	store.ACCache      recently used AC entries in memory
 //	store.Verifying    CAS writes: hashed, nothing stored on a mismatch
 //	chunked.Store      blobs spliced from chunks (split and splice calls)
+//	tiered.Store       optional: the backend in front of a shared S3 bucket
+//	                   (read-through, write-through; FindMissing, and so
+//	                   Complete, consult the bucket for what is not local)
 //	backend            disk (LRU-bounded, optionally zstd at rest) or memory
 //
 // Services translate their protocol onto that store and nothing else; who
 // may call what is decided before them, by package auth's gRPC
-// interceptors and HTTP middleware, over TLS from package certs when set.
+// interceptors and HTTP middleware, over TLS from package certs when set. A
+// Config.Store that is (or wraps) a prometheus.Collector has its metrics on
+// /metrics, and one that reports store.Health has it in /status (the S3
+// tier: healthy, or degraded with the cause).
 package server
 
 import (
@@ -172,6 +178,11 @@ func New(cfg Config) (*Server, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, metrics: newMetrics(), started: time.Now()}
+	if c, ok := collectorOf(cfg.Store); ok {
+		if err := s.metrics.reg.Register(c); err != nil {
+			return nil, fmt.Errorf("server: store metrics: %w", err)
+		}
+	}
 	chunks := chunked.New(cfg.Store, chunked.Options{})
 	st, err := Stack(chunks, cfg.ACCacheBytes, s.metrics.reg)
 	if err != nil {
@@ -288,6 +299,22 @@ func Stack(backend store.Store, acCacheBytes int64, reg prometheus.Registerer) (
 		return nil, fmt.Errorf("store metrics: %w", err)
 	}
 	return st, nil
+}
+
+// collectorOf returns the first store of s's chain (through Unwrap) that
+// is a prometheus.Collector.
+func collectorOf(s store.Store) (prometheus.Collector, bool) {
+	for s != nil {
+		if c, ok := s.(prometheus.Collector); ok {
+			return c, true
+		}
+		u, ok := s.(store.Unwrapper)
+		if !ok {
+			break
+		}
+		s = u.Unwrap()
+	}
+	return nil, false
 }
 
 // recoverUnary turns a panic in a handler into an INTERNAL status, so that
@@ -474,6 +501,8 @@ type Status struct {
 	Goroutines       int        `json:"goroutines"`
 	HeapAllocBytes   uint64     `json:"heap_alloc_bytes"`
 	ExecutionEnabled bool       `json:"execution_enabled"`
+	// SharedTier is the S3 tier's health, when there is one.
+	SharedTier *store.Health `json:"shared_tier,omitempty"`
 }
 
 func (s *Server) status() Status {
@@ -493,6 +522,9 @@ func (s *Server) status() Status {
 	}
 	if ss, ok := store.StatsOf(s.cfg.Store); ok {
 		st.StoreStats = StoreStats{Entries: ss.Entries, Bytes: ss.Bytes, MaxBytes: ss.MaxBytes, Evictions: ss.Evictions, EvictedBytes: ss.EvictedBytes}
+	}
+	if h, ok := store.HealthOf(s.cfg.Store); ok {
+		st.SharedTier = &h
 	}
 	s.mu.Lock()
 	st.Services = append([]string(nil), s.services...)

@@ -1,5 +1,5 @@
 // Package store defines the blob store that every Ferrule storage backend
-// implements (memory, disk, and the worker's gRPC client in grpcstore) and
+// implements (memory, disk, S3, and the worker's gRPC client in grpcstore) and
 // that decorators wrap to add one concern each. The server stacks them
 // (server.Stack), outermost first:
 //
@@ -8,6 +8,8 @@
 //	ACCache    recently used AC entries in memory
 //	Verifying  CAS writes: hashed (VerifyReader), nothing stored on a mismatch
 //	chunked    blobs spliced from chunks (package store/chunked)
+//	tiered     optional: the backend in front of a shared S3 bucket
+//	           (packages store/tiered and store/s3)
 //	backend    disk or memory
 //
 // ReadBlob is the one capped, verified whole-blob read. The gRPC and HTTP
