@@ -178,11 +178,11 @@ func TestOpenMillionBlobs(t *testing.T) {
 	crash(s)
 	s = measure(fmt.Sprintf("after kill (snapshot + journal of %d, sweep in background)", extra))
 	start := time.Now()
-	removed, dropped, err := s.sweep()
+	st, err := s.sweep()
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Printf("background sweep after the crash: %v (%d orphans removed, %d entries dropped)\n", time.Since(start).Round(time.Millisecond), removed, dropped)
+	fmt.Printf("background sweep after the crash: %v (%d orphans adopted, %d files removed, %d entries dropped)\n", time.Since(start).Round(time.Millisecond), st.adopted, st.removed, st.dropped)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -237,7 +237,7 @@ func checkAfterCrash(t *testing.T, dir string, max int64, end int, confirmed map
 	if st := s.Stats(); max > 0 && st.Bytes > max {
 		t.Errorf("store holds %d bytes, bound %d", st.Bytes, max)
 	}
-	if _, _, err := s.sweep(); err != nil {
+	if _, err := s.sweep(); err != nil {
 		t.Fatal(err)
 	}
 	// After the sweep, every file is an indexed entry: no debris, no orphans.

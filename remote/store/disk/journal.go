@@ -38,7 +38,7 @@ const (
 	fileMagic = "FRIDX001"
 
 	opNamespace byte = 1 // ns u32 | kind u8 | function u32 | instance
-	opAdd       byte = 2 // ns u32 | hash [32] | key size i64 | value size i64
+	opAdd       byte = 2 // ns u32 | hash [32] | key size i64 | disk size i64 (see Store.footprint)
 	opRemove    byte = 3 // ns u32 | hash [32] | key size i64
 	opEnd       byte = 4 // entries u64 (snapshots only)
 
@@ -145,6 +145,9 @@ func (rr *recordReader) next() ([]byte, error) {
 type loadState struct {
 	idx    index
 	nsList []nsName
+	// footprint rounds recorded sizes up to what a file takes on disk
+	// (records written before sizes were counted so hold value bytes).
+	footprint func(int64) int64
 }
 
 // apply applies one record. It reports whether the record was an end record.
@@ -173,7 +176,7 @@ func (ls *loadState) apply(p []byte) (end bool, err error) {
 		if size < 0 {
 			return false, fmt.Errorf("negative value size in record")
 		}
-		ls.idx.add(k, size)
+		ls.idx.add(k, ls.footprint(size))
 	case op == opRemove && len(p) == 1+4+32+8:
 		k, err := ls.decodeKey(p)
 		if err != nil {
