@@ -6,6 +6,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"sync"
 )
 
 // A value stored plain (not compressed) is followed by the CRC-32C of each
@@ -95,9 +96,12 @@ type blockReader struct {
 	crcs      []uint32
 	next      int   // next block to read
 	skip      int64 // bytes to drop from the next block
-	cur, buf  []byte
+	cur       []byte
+	buf       *[]byte // from blockBufs
 	corrupt   func(error) error
 }
+
+var blockBufs = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
 
 func newBlockReader(f *os.File, head []byte, base, valueSize int64, crcs []uint32, offset int64, corrupt func(error) error) *blockReader {
 	return &blockReader{f: f, head: head, base: base, valueSize: valueSize, crcs: crcs,
@@ -117,10 +121,10 @@ func (b *blockReader) fill() error {
 	if at+n <= int64(len(b.head)) {
 		blk = b.head[at : at+n]
 	} else {
-		if int64(cap(b.buf)) < n {
-			b.buf = make([]byte, n)
+		if b.buf == nil {
+			b.buf = blockBufs.Get().(*[]byte)
 		}
-		blk = b.buf[:n]
+		blk = (*b.buf)[:n]
 		if _, err := b.f.ReadAt(blk, at); err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
@@ -147,4 +151,10 @@ func (b *blockReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (b *blockReader) Close() error { return b.f.Close() }
+func (b *blockReader) Close() error {
+	if b.buf != nil {
+		blockBufs.Put(b.buf)
+		b.buf, b.cur = nil, nil
+	}
+	return b.f.Close()
+}
