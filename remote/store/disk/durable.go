@@ -78,15 +78,7 @@ func (d *durability) wait(t uint64, s *Store) error {
 		round, upTo, f, dirs := d.started, d.written.Load(), d.file, d.dirs
 		d.dirs = map[string]struct{}{}
 		d.mu.Unlock()
-		err := d.syncFile(f)
-		if err != nil {
-			err = fmt.Errorf("syncing the index journal: %w", err)
-		}
-		for dir := range dirs {
-			if err == nil {
-				err = syncDir(dir)
-			}
-		}
+		err := d.syncRound(f, dirs)
 		d.mu.Lock()
 		d.syncing = false
 		d.done = round
@@ -102,6 +94,25 @@ func (d *durability) wait(t uint64, s *Store) error {
 		return d.failErr
 	}
 	return nil
+}
+
+// syncRound syncs the journal f and the directories dirs, all at once
+// (the file system can often commit them together).
+func (d *durability) syncRound(f *os.File, dirs map[string]struct{}) error {
+	errs := make(chan error, len(dirs))
+	for dir := range dirs {
+		go func() { errs <- syncDir(dir) }()
+	}
+	err := d.syncFile(f)
+	if err != nil {
+		err = fmt.Errorf("syncing the index journal: %w", err)
+	}
+	for range dirs {
+		if derr := <-errs; err == nil {
+			err = derr
+		}
+	}
+	return err
 }
 
 // switchJournal makes next the journal that rounds sync, once no round is
