@@ -352,7 +352,8 @@ func TestSweepRemovesOrphans(t *testing.T) {
 	kk := storetest.CASKey("", repb.DigestFunction_SHA256, kept)
 	storetest.MustPut(t, s, kk, kept)
 	crash(s)
-	// An orphan: a complete file whose add never reached the journal.
+	// A file the index does not hold, whose header names another key: the
+	// sweep removes it (a valid one it adopts: TestPowerCutJournalLost).
 	s = openCleanup(t, dir, 0)
 	s.mu.Lock()
 	keptPath := s.path(s.nsDirs[0], kk)

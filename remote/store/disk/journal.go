@@ -32,8 +32,11 @@ import (
 //     unlinked.
 //
 // So whatever the journal says is present has a complete file, and a crash
-// can at worst leave a file the index does not know (an orphan, removed by
-// the sweep that follows an unclean start) or a torn last record (ignored).
+// can at worst leave a file the index does not know (an orphan, which the
+// sweep that follows an unclean start verifies and adopts, or removes if
+// it is invalid) or a torn last record (ignored). A power loss can also
+// lose the journal's unsynced tail: the sweep adopts the files it named;
+// with Options.Fsync no acknowledged record is in that tail (durable.go).
 const (
 	fileMagic = "FRIDX001"
 

@@ -79,7 +79,9 @@ func parseBlobName(name string) (hash [32]byte, size int64, ok bool) {
 //	value size i64 | hash [32] | instance length u32 | instance |
 //	CRC-32C of everything before it (u32)
 //
-// All integers are little-endian.
+// and then hold the value: plain followed by a CRC-32C per block
+// (flagChecked, checked.go) or as zstd frames with their table (flagZstd,
+// compress.go). All integers are little-endian.
 const (
 	headerMagic     = "FRB1"
 	headerFixedLen  = 4 + 1 + 1 + 4 + 8 + 8 + 32 + 4
