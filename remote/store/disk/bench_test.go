@@ -223,6 +223,11 @@ func BenchmarkPutConcurrent(b *testing.B) {
 						}
 					}
 				})
+				if fsync {
+					s.dur.mu.Lock()
+					b.ReportMetric(float64(s.dur.done)/float64(b.N), "syncrounds/op")
+					s.dur.mu.Unlock()
+				}
 			})
 		}
 	}
