@@ -430,6 +430,9 @@ func (s *Store) Get(ctx context.Context, key store.Key, offset int64) (io.ReadCl
 	}
 	rc, err := e.reader(offset, s.corruption(e))
 	if err != nil {
+		if errors.Is(err, store.ErrCorrupt) {
+			return nil, 0, err // names the key
+		}
 		return nil, 0, fmt.Errorf("get %s: %w", e.key, err)
 	}
 	return rc, e.hdr.valueSize, nil
@@ -465,8 +468,8 @@ type entryFile struct {
 	crcs   []uint32 // compressed: frame CRCs (nil in first-format files)
 }
 
-// checkFile reads and checks the header and layout of the open file e.f
-// against e.key.
+// check reads and checks the header and layout of the open file e.f
+// against e.key (whose hash is h).
 func (e *entryFile) check(h [32]byte) error {
 	fi, err := e.f.Stat()
 	if err != nil {
@@ -538,7 +541,7 @@ func (s *Store) corruption(e *entryFile) func(error) error {
 	return func(cause error) error {
 		s.log.Error("removing a corrupt blob file", "key", e.key.String(), "err", cause)
 		s.drop(e.ek, e.path, e.fi)
-		return fmt.Errorf("%w: %s: %v (removed; the next upload stores it again)", store.ErrCorrupt, e.key, cause)
+		return fmt.Errorf("get %s: %w: %v (removed; the next upload stores it again)", e.key, store.ErrCorrupt, cause)
 	}
 }
 
