@@ -140,7 +140,6 @@ func max0(a, b int) int {
 // runAndKill starts the child (with Options.Fsync if fsync), waits for it to
 // confirm at least n Puts, kills it with SIGKILL and returns the seeds it
 // confirmed.
-
 func runAndKill(t *testing.T, dir string, first int, max int64, fsync bool, n int) map[int]bool {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
