@@ -93,57 +93,95 @@ type blockReader struct {
 	head      []byte // the file's first bytes; blocks inside it are not read again
 	base      int64  // offset of the value in the file
 	valueSize int64
-	crcs      []uint32
-	next      int   // next block to read
-	skip      int64 // bytes to drop from the next block
+	crcs      []uint32 // nil: one block, read together with the CRC after it
+	next      int      // next block to read
+	skip      int64    // bytes to drop from the next block
 	cur       []byte
-	buf       *[]byte // from blockBufs
+	buf       *[]byte // from smallBufs or blockBufs
 	corrupt   func(error) error
 }
 
-var blockBufs = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+// Buffers for blocks read from files: small ones for the bulk of blobs,
+// and whole blocks (with room for a CRC).
+var (
+	smallBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
+	blockBufs = sync.Pool{New: func() any { b := make([]byte, chunkSize+4); return &b }}
+)
 
 func newBlockReader(f *os.File, head []byte, base, valueSize int64, crcs []uint32, offset int64, corrupt func(error) error) *blockReader {
 	return &blockReader{f: f, head: head, base: base, valueSize: valueSize, crcs: crcs,
 		next: int(offset / chunkSize), skip: offset % chunkSize, corrupt: corrupt}
 }
 
-// fill reads and checks the next block; io.EOF after the last.
+// fill reads and checks the next block into b.cur; io.EOF after the last.
 func (b *blockReader) fill() error {
-	if b.next >= len(b.crcs) {
-		return io.EOF
+	_, err := b.fillInto(nil)
+	return err
+}
+
+// fillInto is fill that reads the block into p instead, and returns its
+// length, if p has room for it (and its CRC) and none of it is skipped:
+// a large read then costs no copy.
+func (b *blockReader) fillInto(p []byte) (int, error) {
+	nb, crcLen := len(b.crcs), int64(0)
+	if b.crcs == nil {
+		nb, crcLen = int(blocks(b.valueSize)), 4
+	}
+	if b.next >= nb {
+		return 0, io.EOF
 	}
 	i := b.next
 	b.next++
 	at := b.base + int64(i)*chunkSize
 	n := min(chunkSize, b.valueSize-int64(i)*chunkSize)
-	var blk []byte
-	if at+n <= int64(len(b.head)) {
-		blk = b.head[at : at+n]
-	} else {
+	var raw []byte
+	direct, inHead := false, at+n+crcLen <= int64(len(b.head))
+	switch {
+	case inHead:
+		raw = b.head[at : at+n+crcLen]
+	case b.skip == 0 && int64(len(p)) >= n+crcLen:
+		raw, direct = p[:n+crcLen], true
+	default:
 		if b.buf == nil {
-			b.buf = blockBufs.Get().(*[]byte)
+			if n+crcLen <= 16<<10 {
+				b.buf = smallBufs.Get().(*[]byte)
+			} else {
+				b.buf = blockBufs.Get().(*[]byte)
+			}
 		}
-		blk = (*b.buf)[:n]
-		if _, err := b.f.ReadAt(blk, at); err != nil {
+		raw = (*b.buf)[:n+crcLen]
+	}
+	if !inHead {
+		if _, err := b.f.ReadAt(raw, at); err != nil {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			return fmt.Errorf("reading block %d: %w", i, err)
+			return 0, fmt.Errorf("reading block %d: %w", i, err)
 		}
 	}
-	if crc32.Checksum(blk, crcTable) != b.crcs[i] {
-		return b.corrupt(fmt.Errorf("block %d (bytes %d-%d) does not match its CRC", i, int64(i)*chunkSize, int64(i)*chunkSize+n))
+	blk := raw[:n]
+	var want uint32
+	if b.crcs == nil {
+		want = binary.LittleEndian.Uint32(raw[n:])
+	} else {
+		want = b.crcs[i]
+	}
+	if crc32.Checksum(blk, crcTable) != want {
+		return 0, b.corrupt(fmt.Errorf("block %d (bytes %d-%d) does not match its CRC", i, int64(i)*chunkSize, int64(i)*chunkSize+n))
+	}
+	if direct {
+		return int(n), nil
 	}
 	b.cur = blk[b.skip:]
 	b.skip = 0
-	return nil
+	return 0, nil
 }
 
 func (b *blockReader) Read(p []byte) (int, error) {
 	for len(b.cur) == 0 {
-		if err := b.fill(); err != nil {
-			return 0, err
+		n, err := b.fillInto(p)
+		if n > 0 || err != nil {
+			return n, err
 		}
 	}
 	n := copy(p, b.cur)
@@ -153,7 +191,11 @@ func (b *blockReader) Read(p []byte) (int, error) {
 
 func (b *blockReader) Close() error {
 	if b.buf != nil {
-		blockBufs.Put(b.buf)
+		if cap(*b.buf) == 16<<10 {
+			smallBufs.Put(b.buf)
+		} else {
+			blockBufs.Put(b.buf)
+		}
 		b.buf, b.cur = nil, nil
 	}
 	return b.f.Close()

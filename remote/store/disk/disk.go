@@ -406,10 +406,6 @@ type blobReader struct {
 
 func (b *blobReader) Close() error { return b.f.Close() }
 
-// smallFile is the largest plain file a read takes into memory whole (one
-// read instead of one for the value and one for its CRC).
-const smallFile = 64 << 10
-
 // memReader reads a value already read whole (with the header).
 type memReader struct{ *bytes.Reader }
 
@@ -503,20 +499,13 @@ func (e *entryFile) reader(offset int64, corrupt func(error) error) (io.ReadClos
 		}
 		return c, nil
 	case flagChecked:
-		if size := e.fi.Size(); size > int64(len(e.head)) && size <= smallFile {
-			// Read the rest of a small file (value and CRC) at once.
-			whole := make([]byte, size)
-			copy(whole, e.head)
-			if n, err := e.f.ReadAt(whole[len(e.head):], int64(len(e.head))); err != nil && (err != io.EOF || n < len(whole)-len(e.head)) {
+		var crcs []uint32 // a value of one block is read with its CRC
+		if e.hdr.valueSize > chunkSize {
+			var err error
+			if crcs, err = crcTableOf(e.f, e.head, e.hlen, e.hdr.valueSize); err != nil {
 				e.f.Close()
 				return nil, err
 			}
-			e.head = whole
-		}
-		crcs, err := crcTableOf(e.f, e.head, e.hlen, e.hdr.valueSize)
-		if err != nil {
-			e.f.Close()
-			return nil, err
 		}
 		b := newBlockReader(e.f, e.head, e.hlen, e.hdr.valueSize, crcs, offset, corrupt)
 		if err := b.fill(); err != nil && err != io.EOF {

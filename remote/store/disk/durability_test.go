@@ -132,6 +132,7 @@ func TestBitFlipDetectedAndHealed(t *testing.T) {
 			{name: "last-byte", data: storetest.Blob(2, 4000), off: 1},
 			{name: "large-first-block", data: storetest.Blob(3, 3*chunkSize+5), off: 3*chunkSize - 7},
 			{name: "large-read-at-offset", data: storetest.Blob(4, 3*chunkSize+5), off: chunkSize, readAt: 2*chunkSize + 3},
+			{name: "large-later-block", data: storetest.Blob(6, 3*chunkSize+5), off: chunkSize},
 			{name: "ac", key: storetest.ACKey("flip", "r"), data: storetest.Blob(5, 300), off: 100},
 		}
 		for _, c := range cases {
@@ -167,7 +168,15 @@ func TestBitFlipDetectedAndHealed(t *testing.T) {
 
 				rc, _, err := s.Get(ctx, k, c.readAt)
 				if err == nil {
-					_, err = io.ReadAll(rc)
+					// Reads of a whole block and more go straight into
+					// the caller's buffer: checked there too.
+					buf := make([]byte, 2*chunkSize)
+					for err == nil {
+						_, err = rc.Read(buf)
+					}
+					if err == io.EOF {
+						err = nil
+					}
 					rc.Close()
 				}
 				if !errors.Is(err, store.ErrCorrupt) {
@@ -345,5 +354,39 @@ func TestNamespaceDirsReclaimed(t *testing.T) {
 	}
 	if _, err := os.Stat(nsDir(nk)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("directory of an instance whose only entry was dropped: stat %v, want it gone", err)
+	}
+}
+
+// TestCheckedRandomAccess reads a plain checked value of several blocks at
+// offsets around block boundaries, with buffers smaller and larger than a
+// block.
+func TestCheckedRandomAccess(t *testing.T) {
+	s := openCleanup(t, t.TempDir(), 0)
+	data := storetest.Blob(8, 3*chunkSize+12345)
+	k := storetest.CASKey("", repb.DigestFunction_SHA256, data)
+	storetest.MustPut(t, s, k, data)
+	for _, off := range []int64{0, 1, chunkSize - 1, chunkSize, chunkSize + 1, 2*chunkSize + 7, int64(len(data)) - 1, int64(len(data))} {
+		for _, bufSize := range []int{1000, chunkSize, 3 * chunkSize} {
+			rc, _, err := s.Get(context.Background(), k, off)
+			if err != nil {
+				t.Fatalf("offset %d: %v", off, err)
+			}
+			var got []byte
+			buf := make([]byte, bufSize)
+			for {
+				n, err := rc.Read(buf)
+				got = append(got, buf[:n]...)
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatalf("offset %d, buffer %d: %v", off, bufSize, err)
+				}
+			}
+			rc.Close()
+			if !bytes.Equal(got, data[off:]) {
+				t.Errorf("offset %d, buffer %d: wrong bytes (%d of %d)", off, bufSize, len(got), len(data)-int(off))
+			}
+		}
 	}
 }
