@@ -38,7 +38,7 @@ import (
 // bazel-remote where the meaning is the same.
 type serveConfig struct {
 	Dir               string        `yaml:"dir"`
-	MaxSize           int           `yaml:"max_size"` // GiB
+	MaxSize           maxSize       `yaml:"max_size"`
 	GRPCAddress       string        `yaml:"grpc_address"`
 	HTTPAddress       string        `yaml:"http_address"`
 	Store             string        `yaml:"store"`
@@ -117,7 +117,7 @@ func defaultServeConfig() serveConfig {
 	}
 	return serveConfig{
 		Dir:               dir,
-		MaxSize:           10,
+		MaxSize:           10 << 30,
 		GRPCAddress:       defaultGRPCAddress,
 		HTTPAddress:       defaultHTTPAddress,
 		Store:             "disk",
@@ -148,7 +148,7 @@ var defaultLimits = worker.Limits{}.WithDefaults()
 func bindServeFlags(fs *flag.FlagSet, c *serveConfig, configFile *string) {
 	fs.StringVar(configFile, "config_file", "", "YAML file with settings (keys as the flags' names); flags given on the command line override it")
 	fs.StringVar(&c.Dir, "dir", c.Dir, "directory of the disk store")
-	fs.IntVar(&c.MaxSize, "max_size", c.MaxSize, "size bound of the store in GiB (least recently used entries are evicted)")
+	fs.Var(&c.MaxSize, "max_size", "size bound of the store: GiB (10, 1.5) or with a unit (500MiB, 2GB); files count what they take on disk, least recently used entries are evicted")
 	fs.StringVar(&c.GRPCAddress, "grpc_address", c.GRPCAddress, "gRPC listen address (REAPI: --remote_cache=grpc://ADDRESS)")
 	fs.StringVar(&c.HTTPAddress, "http_address", c.HTTPAddress, "HTTP listen address (HTTP cache: --remote_cache=http://ADDRESS, /metrics, /status); \"none\" disables HTTP")
 	fs.StringVar(&c.Store, "store", c.Store, "storage backend: disk (under --dir) or memory (lost on exit)")
@@ -250,9 +250,9 @@ func loadServeConfig(fs *flag.FlagSet, args []string) (serveConfig, error) {
 func (c serveConfig) check() error {
 	switch {
 	case c.MaxSize <= 0:
-		return usagef("--max_size must be a positive number of GiB, got %d", c.MaxSize)
-	case c.MaxSize > 1<<20:
-		return usagef("--max_size %d GiB is too large", c.MaxSize)
+		return usagef("--max_size must be a positive size, got %s", c.MaxSize)
+	case c.MaxSize > 1<<50:
+		return usagef("--max_size %s is too large (at most 1048576GiB)", c.MaxSize)
 	case c.GRPCAddress == "":
 		return usagef("--grpc_address must not be empty")
 	case c.MaxBatchBytes <= 0 || c.MaxBatchBytes > 1<<30:
@@ -359,10 +359,10 @@ func openS3(ctx context.Context, c serveConfig, log *slog.Logger) (*s3.Store, er
 
 // openLocalStore opens the configured local backend and describes it.
 func openLocalStore(c serveConfig, log *slog.Logger) (store.Store, string, error) {
-	max := int64(c.MaxSize) << 30
+	max := int64(c.MaxSize)
 	switch c.Store {
 	case "memory":
-		return memory.New(max), fmt.Sprintf("memory store of up to %d GiB (lost on exit)", c.MaxSize), nil
+		return memory.New(max), fmt.Sprintf("memory store of up to %s (lost on exit)", c.MaxSize), nil
 	case "disk":
 		start := time.Now()
 		d, err := disk.Open(disk.Options{Dir: c.Dir, MaxBytes: max, Fsync: c.Fsync, Compress: c.StorageMode == "zstd", Logger: log})
@@ -371,7 +371,7 @@ func openLocalStore(c serveConfig, log *slog.Logger) (store.Store, string, error
 		}
 		st := d.Stats()
 		log.Info("disk store opened", "dir", c.Dir, "entries", st.Entries, "bytes", st.Bytes, "took", time.Since(start).Round(time.Millisecond))
-		return d, fmt.Sprintf("disk store in %s of up to %d GiB, %s (%d entries, %.1f MiB at start)", c.Dir, c.MaxSize, c.StorageMode, st.Entries, float64(st.Bytes)/(1<<20)), nil
+		return d, fmt.Sprintf("disk store in %s of up to %s, %s (%d entries, %.1f MiB at start)", c.Dir, c.MaxSize, c.StorageMode, st.Entries, float64(st.Bytes)/(1<<20)), nil
 	}
 	return nil, "", fmt.Errorf("unknown store %q", c.Store)
 }

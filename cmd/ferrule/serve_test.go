@@ -60,7 +60,7 @@ func TestServeConfigFileAndFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Dir != "/from/file" || c.MaxSize != 3 || c.UploadIdleTimeout != 5*time.Second || c.FastCDCAvg != 65536 {
+	if c.Dir != "/from/file" || c.MaxSize != 3<<30 || c.UploadIdleTimeout != 5*time.Second || c.FastCDCAvg != 65536 {
 		t.Errorf("file settings not applied: %+v", c)
 	}
 	if c.GRPCAddress != "127.0.0.1:2222" {

@@ -15,10 +15,11 @@ import (
 
 // Code is the gRPC code for err: NOT_FOUND for a missing entry,
 // INVALID_ARGUMENT for content that does not match its digest, corrupt
-// compressed data or a bad key, OUT_OF_RANGE, RESOURCE_EXHAUSTED for an
-// entry too large, UNAVAILABLE for a store that cannot reach the service it
-// depends on, CANCELLED and DEADLINE_EXCEEDED for the context's end,
-// INTERNAL otherwise. A status error keeps its own code.
+// compressed data or a bad key, DATA_LOSS for a stored value found damaged
+// (the store drops it, so a retry finds it missing), OUT_OF_RANGE,
+// RESOURCE_EXHAUSTED for an entry too large, UNAVAILABLE for a store that
+// cannot reach the service it depends on, CANCELLED and DEADLINE_EXCEEDED
+// for the context's end, INTERNAL otherwise. A status error keeps its own code.
 func Code(err error) codes.Code {
 	if err == nil {
 		return codes.OK
@@ -29,6 +30,8 @@ func Code(err error) codes.Code {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return codes.NotFound
+	case errors.Is(err, store.ErrCorrupt): // before the mismatches it may wrap
+		return codes.DataLoss
 	case errors.Is(err, store.ErrDigestMismatch), errors.Is(err, store.ErrSizeMismatch),
 		errors.Is(err, zstdcodec.ErrCorrupt), errors.Is(err, store.ErrInvalidKey):
 		return codes.InvalidArgument

@@ -145,7 +145,9 @@ func chunkTable(f io.ReaderAt, hlen, fileSize, valueSize int64) (starts []int64,
 	return starts, crcs, nil
 }
 
-// chunkReader decompresses a value from offset on.
+// chunkReader decompresses a value from offset on. A frame that does not
+// decompress to what it must hold (zstd checks each frame's content
+// checksum) is passed to corrupt, whose error Read returns.
 type chunkReader struct {
 	f         *os.File
 	starts    []int64
@@ -154,31 +156,40 @@ type chunkReader struct {
 	skip      int64  // bytes to drop from the next frame
 	cur       []byte // decompressed bytes not yet returned
 	in, out   []byte
+	corrupt   func(error) error
 }
 
-func newChunkReader(f *os.File, starts []int64, valueSize, offset int64) *chunkReader {
-	return &chunkReader{f: f, starts: starts, valueSize: valueSize, next: int(offset / chunkSize), skip: offset % chunkSize}
+func newChunkReader(f *os.File, starts []int64, valueSize, offset int64, corrupt func(error) error) *chunkReader {
+	return &chunkReader{f: f, starts: starts, valueSize: valueSize, next: int(offset / chunkSize), skip: offset % chunkSize, corrupt: corrupt}
+}
+
+// fill decompresses the next frame; io.EOF after the last.
+func (c *chunkReader) fill() error {
+	if c.next >= len(c.starts)-1 {
+		return io.EOF
+	}
+	i := c.next
+	c.next++
+	var err error
+	if c.in, err = readFrame(c.f, c.starts, i, c.in); err != nil {
+		return err
+	}
+	want := min(chunkSize, c.valueSize-int64(i)*chunkSize)
+	out, err := zdec.DecodeAll(c.in, c.out[:0])
+	if err != nil || int64(len(out)) != want {
+		return c.corrupt(fmt.Errorf("frame %d does not decompress to %d bytes (%d, %v)", i, want, len(out), err))
+	}
+	c.out = out
+	c.cur = out[c.skip:]
+	c.skip = 0
+	return nil
 }
 
 func (c *chunkReader) Read(p []byte) (int, error) {
 	for len(c.cur) == 0 {
-		if c.next >= len(c.starts)-1 {
-			return 0, io.EOF
-		}
-		i := c.next
-		c.next++
-		var err error
-		if c.in, err = readFrame(c.f, c.starts, i, c.in); err != nil {
+		if err := c.fill(); err != nil {
 			return 0, err
 		}
-		want := min(chunkSize, c.valueSize-int64(i)*chunkSize)
-		out, err := zdec.DecodeAll(c.in, c.out[:0])
-		if err != nil || int64(len(out)) != want {
-			return 0, fmt.Errorf("%w: frame %d does not decompress to %d bytes (%d, %v)", errBadHeader, i, want, len(out), err)
-		}
-		c.out = out
-		c.cur = out[c.skip:]
-		c.skip = 0
 	}
 	n := copy(p, c.cur)
 	c.cur = c.cur[n:]
@@ -207,11 +218,15 @@ func (c *chunkReader) Close() error { return c.f.Close() }
 // checkLayout checks that a file's size fits its header: exactly header
 // plus value for plain values, a consistent chunk table for compressed ones.
 func checkLayout(f io.ReaderAt, hdr header, hlen, fileSize int64) error {
-	if hdr.flags&flagZstd != 0 {
+	want := hlen + hdr.valueSize
+	switch hdr.flags {
+	case flagZstd:
 		_, _, err := chunkTable(f, hlen, fileSize, hdr.valueSize)
 		return err
+	case flagChecked:
+		want = checkedSize(hlen, hdr.valueSize)
 	}
-	if fileSize != hlen+hdr.valueSize {
+	if fileSize != want {
 		return fmt.Errorf("%w: file is truncated or too long (%d bytes, header says %d+%d)", errBadHeader, fileSize, hlen, hdr.valueSize)
 	}
 	return nil
@@ -231,6 +246,7 @@ type frameReader struct {
 	cur       []byte // checked frame bytes not yet returned
 	in        []byte
 	out       *[]byte // scratch for the check, from framePool
+	corrupt   func(error) error
 }
 
 var framePool = sync.Pool{New: func() any { b := make([]byte, 0, chunkSize); return &b }}
@@ -248,7 +264,7 @@ func (c *frameReader) Read(p []byte) (int, error) {
 		}
 		if c.crcs != nil {
 			if crc32.Checksum(c.in, crcTable) != c.crcs[i] {
-				return 0, fmt.Errorf("%w: frame %d does not match its CRC", errBadHeader, i)
+				return 0, c.corrupt(fmt.Errorf("frame %d does not match its CRC", i))
 			}
 			c.cur = c.in
 			continue
@@ -262,7 +278,7 @@ func (c *frameReader) Read(p []byte) (int, error) {
 			*c.out = out[:0]
 		}
 		if err != nil || int64(len(out)) != want {
-			return 0, fmt.Errorf("%w: frame %d does not decompress to %d bytes (%d, %v)", errBadHeader, i, want, len(out), err)
+			return 0, c.corrupt(fmt.Errorf("frame %d does not decompress to %d bytes (%d, %v)", i, want, len(out), err))
 		}
 		c.cur = c.in
 	}

@@ -52,7 +52,8 @@ func TestCrashChild(t *testing.T) {
 	}
 	first, _ := strconv.Atoi(os.Getenv("FERRULE_DISK_CRASH_FIRST"))
 	max, _ := strconv.ParseInt(os.Getenv("FERRULE_DISK_CRASH_MAX"), 10, 64)
-	s, err := Open(Options{Dir: dir, MaxBytes: max, SnapshotInterval: 30 * time.Millisecond})
+	fsync := os.Getenv("FERRULE_DISK_CRASH_FSYNC") != ""
+	s, err := Open(Options{Dir: dir, MaxBytes: max, Fsync: fsync, SnapshotInterval: 30 * time.Millisecond})
 	if err != nil {
 		fmt.Println("open:", err)
 		os.Exit(2)
@@ -106,8 +107,9 @@ func TestKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns subprocesses")
 	}
-	for _, bounded := range []bool{false, true} {
-		t.Run(fmt.Sprintf("bounded=%v", bounded), func(t *testing.T) {
+	for _, c := range []struct{ bounded, fsync bool }{{false, false}, {true, false}, {false, true}} {
+		bounded := c.bounded
+		t.Run(fmt.Sprintf("bounded=%v/fsync=%v", c.bounded, c.fsync), func(t *testing.T) {
 			var max int64
 			if bounded {
 				max = 4 << 20 // far less than written: evictions during the kills
@@ -117,7 +119,7 @@ func TestKill9(t *testing.T) {
 			confirmed := map[int]bool{} // Puts that returned, over all rounds
 			for round := range 4 {
 				last := next
-				for seed := range runAndKill(t, dir, next, max, 60+round*25) {
+				for seed := range runAndKill(t, dir, next, max, c.fsync, 60+round*25) {
 					confirmed[seed] = true
 					last = max0(last, seed+1)
 				}
@@ -135,15 +137,19 @@ func max0(a, b int) int {
 	return b
 }
 
-// runAndKill starts the child, waits for it to confirm at least n Puts, kills
-// it with SIGKILL and returns the seeds it confirmed.
-func runAndKill(t *testing.T, dir string, first int, max int64, n int) map[int]bool {
+// runAndKill starts the child (with Options.Fsync if fsync), waits for it to
+// confirm at least n Puts, kills it with SIGKILL and returns the seeds it
+// confirmed.
+func runAndKill(t *testing.T, dir string, first int, max int64, fsync bool, n int) map[int]bool {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(),
 		"FERRULE_DISK_CRASH_DIR="+dir,
 		"FERRULE_DISK_CRASH_FIRST="+strconv.Itoa(first),
 		"FERRULE_DISK_CRASH_MAX="+strconv.FormatInt(max, 10))
+	if fsync {
+		cmd.Env = append(cmd.Env, "FERRULE_DISK_CRASH_FSYNC=1")
+	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
@@ -237,7 +243,7 @@ func checkAfterCrash(t *testing.T, dir string, max int64, end int, confirmed map
 	if st := s.Stats(); max > 0 && st.Bytes > max {
 		t.Errorf("store holds %d bytes, bound %d", st.Bytes, max)
 	}
-	if _, _, err := s.sweep(); err != nil {
+	if _, err := s.sweep(); err != nil {
 		t.Fatal(err)
 	}
 	// After the sweep, every file is an indexed entry: no debris, no orphans.

@@ -2,15 +2,19 @@
 // one directory, bounded in bytes with least-recently-used eviction.
 //
 // Writes are atomic (a temporary file in the destination directory, renamed
-// when complete), every file carries a header naming its key, and the index
-// of entries is kept in memory and persisted as a snapshot plus an
+// when complete), every file carries a header naming its key and checksums
+// of its value that every read verifies (a damaged value is dropped and
+// reported missing, so that the next upload repairs it), and the index of
+// entries is kept in memory and persisted as a snapshot plus an
 // append-only journal, so that opening a cache of millions of blobs reads
 // two files instead of walking the directory. See journal.go for why a
-// crash (kill -9) never leads to serving a partial or wrong blob.
+// crash (kill -9) never leads to serving a partial or wrong blob, and
+// durable.go for what Options.Fsync adds against power loss.
 package disk
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -32,18 +36,21 @@ import (
 type Options struct {
 	// Dir is the cache directory; it is created if needed.
 	Dir string
-	// MaxBytes bounds the total size of stored values (headers and file
-	// system overhead are not counted). 0 means no bound.
+	// MaxBytes bounds the space the entries' files take on disk: each
+	// file's size rounded up to the file system's block size, so that
+	// millions of small blobs are counted as what they occupy. 0 means no
+	// bound.
 	MaxBytes int64
-	// Fsync makes every Put flush its file to stable storage before it is
-	// renamed into place. Without it a Put is safe against the process
-	// dying (kill -9) but not against the machine losing power.
+	// Fsync makes a Put return only once its file, the directory entry
+	// that publishes it and its index journal record are on stable storage
+	// (concurrent Puts share the journal's fsync). Without it a Put is safe
+	// against the process dying (kill -9) but not against the machine
+	// losing power.
 	Fsync bool
 	// Compress stores new values of at least MinCompressSize bytes
 	// zstd-compressed, in independently compressed chunks so that reads at
 	// an offset stay cheap, and lets GetCompressed hand out those chunks'
-	// frames. MaxBytes and Stats then count the compressed bytes on disk.
-	// Values written either way are readable either way.
+	// frames. Values written either way are readable either way.
 	Compress bool
 	// SnapshotInterval is how often the index is snapshotted (which also
 	// persists LRU order) while the store is open, if it changed. 0 means
@@ -65,6 +72,7 @@ const MinCompressSize = 32 << 10
 type Store struct {
 	dir, blobDir, idxDir string
 	max                  int64
+	bsize                int64 // file system block size, for footprint
 	fsync                bool
 	compress             bool
 	log                  *slog.Logger
@@ -96,6 +104,8 @@ type Store struct {
 	kick      chan struct{}
 	stop      chan struct{}
 	bg        sync.WaitGroup
+
+	dur durability // Options.Fsync: group commit of the journal (durable.go)
 
 	// wrapWriter, when set (by tests), wraps the writer of each new blob
 	// file, e.g. to simulate a full disk.
@@ -142,6 +152,7 @@ func Open(opts Options) (*Store, error) {
 		kick:      make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 	}
+	s.dur.init()
 	for _, d := range []string{s.dir, s.blobDir, s.idxDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("disk store: %w", err)
@@ -156,6 +167,7 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("disk store: %w", err)
 	}
 	s.lockFile = lf
+	s.bsize = blockSize(s.dir)
 	if err := s.open(opts); err != nil {
 		if s.journal != nil {
 			s.journal.Close()
@@ -191,6 +203,12 @@ func (s *Store) open(opts Options) error {
 		return err
 	}
 	f.Close()
+	if s.fsync {
+		// After a power loss too, the next start must know to sweep.
+		if err := syncDir(s.dir); err != nil {
+			return err
+		}
+	}
 
 	// Start a new journal; the state so far is the last snapshot plus the
 	// existing journals, which stay until the next snapshot replaces them.
@@ -198,6 +216,7 @@ func (s *Store) open(opts Options) error {
 	if err := s.openJournal(s.gen); err != nil {
 		return err
 	}
+	s.dur.switchJournal(nil, s.journal, false)
 	if needSnapshot && s.idx.len() == 0 {
 		// A new directory: an empty snapshot makes the next start quick.
 		if err := s.snapshot(); err != nil {
@@ -234,7 +253,7 @@ func (s *Store) loadIndex() (ls loadState, lastGen uint64, needSnapshot, rebuilt
 	}
 	for i := len(snaps) - 1; i >= 0; i-- {
 		g := snaps[i]
-		ls = loadState{idx: newIndex(0)}
+		ls = loadState{idx: newIndex(0), footprint: s.footprint}
 		if err := ls.loadSnapshot(filepath.Join(s.idxDir, snapshotName(g))); err != nil {
 			s.log.Warn("ignoring unreadable index snapshot", "err", err)
 			continue
@@ -274,7 +293,7 @@ func (s *Store) loadIndex() (ls loadState, lastGen uint64, needSnapshot, rebuilt
 // rebuild walks the blob files to build an index (slow: it reads every
 // file's header). It is used when a directory has no valid snapshot.
 func (s *Store) rebuild() (loadState, error) {
-	ls := loadState{idx: newIndex(0)}
+	ls := loadState{idx: newIndex(0), footprint: s.footprint}
 	nsIDs := map[nsName]uint32{}
 	err := filepath.WalkDir(s.blobDir, func(path string, de fs.DirEntry, err error) error {
 		if err != nil || de.IsDir() {
@@ -307,7 +326,7 @@ func (s *Store) rebuild() (loadState, error) {
 			nsIDs[hdr.ns] = id
 			ls.nsList = append(ls.nsList, hdr.ns)
 		}
-		ls.idx.add(entryKey{ns: id, hash: h, size: size}, fi.Size()-hlen)
+		ls.idx.add(entryKey{ns: id, hash: h, size: size}, s.footprint(fi.Size()))
 		return nil
 	})
 	if err != nil {
@@ -324,6 +343,12 @@ func (s *Store) openJournal(gen uint64) error {
 	if _, err := f.Write([]byte(fileMagic)); err != nil {
 		f.Close()
 		return fmt.Errorf("writing the index journal: %w", err)
+	}
+	if s.fsync {
+		if err := syncDir(s.idxDir); err != nil {
+			f.Close()
+			return fmt.Errorf("creating the index journal: %w", err)
+		}
 	}
 	s.journal = f
 	return nil
@@ -345,6 +370,7 @@ func (s *Store) writeJournalLocked() bool {
 		return false
 	}
 	s.journalErr = nil
+	s.dur.written.Add(1)
 	s.jrecords++
 	if s.jrecords > int64(s.idx.len())/2+100_000 {
 		select {
@@ -380,20 +406,32 @@ type blobReader struct {
 
 func (b *blobReader) Close() error { return b.f.Close() }
 
-// Get implements store.Store.
+// memReader reads a value already read whole (with the header).
+type memReader struct{ *bytes.Reader }
+
+func (memReader) Close() error { return nil }
+
+// Get implements store.Store. A value whose checksum does not match is
+// dropped (so that FindMissing reports it and the next Put stores it
+// again) and the read fails with store.ErrCorrupt, from Get if the damage
+// is in the first block read, else from Read.
 func (s *Store) Get(ctx context.Context, key store.Key, offset int64) (io.ReadCloser, int64, error) {
-	f, hdr, hlen, starts, _, err := s.openEntry(ctx, key)
+	e, err := s.openEntry(ctx, key)
 	if err != nil {
 		return nil, 0, err
 	}
-	if offset < 0 || offset > hdr.valueSize {
-		f.Close()
-		return nil, 0, fmt.Errorf("get %s at offset %d of %d bytes: %w", key, offset, hdr.valueSize, store.ErrOutOfRange)
+	if offset < 0 || offset > e.hdr.valueSize {
+		e.f.Close()
+		return nil, 0, fmt.Errorf("get %s at offset %d of %d bytes: %w", e.key, offset, e.hdr.valueSize, store.ErrOutOfRange)
 	}
-	if starts != nil {
-		return newChunkReader(f, starts, hdr.valueSize, offset), hdr.valueSize, nil
+	rc, err := e.reader(offset, s.corruption(e))
+	if err != nil {
+		if errors.Is(err, store.ErrCorrupt) {
+			return nil, 0, err // names the key
+		}
+		return nil, 0, fmt.Errorf("get %s: %w", e.key, err)
 	}
-	return &blobReader{SectionReader: io.NewSectionReader(f, hlen+offset, hdr.valueSize-offset), f: f}, hdr.valueSize, nil
+	return rc, e.hdr.valueSize, nil
 }
 
 // GetCompressed implements store.CompressedReader: for a value stored
@@ -401,33 +439,116 @@ func (s *Store) Get(ctx context.Context, key store.Key, offset int64) (io.ReadCl
 // checked before it is returned; store.ErrNotCompressed for a value stored
 // plain.
 func (s *Store) GetCompressed(ctx context.Context, key store.Key) (io.ReadCloser, int64, error) {
-	f, hdr, _, starts, crcs, err := s.openEntry(ctx, key)
+	e, err := s.openEntry(ctx, key)
 	if err != nil {
 		return nil, 0, err
 	}
-	if starts == nil {
-		f.Close()
-		return nil, 0, fmt.Errorf("get %s: %w", key, store.ErrNotCompressed)
+	if e.starts == nil {
+		e.f.Close()
+		return nil, 0, fmt.Errorf("get %s: %w", e.key, store.ErrNotCompressed)
 	}
-	return &frameReader{f: f, starts: starts, crcs: crcs, valueSize: hdr.valueSize}, hdr.valueSize, nil
+	return &frameReader{f: e.f, starts: e.starts, crcs: e.crcs, valueSize: e.hdr.valueSize, corrupt: s.corruption(e)}, e.hdr.valueSize, nil
+}
+
+// entryFile is an open blob file whose header and layout have been checked.
+type entryFile struct {
+	key    store.Key
+	ek     entryKey
+	path   string
+	f      *os.File
+	fi     os.FileInfo
+	hdr    header
+	hlen   int64
+	head   []byte   // the file's first bytes (all of a small file)
+	starts []int64  // compressed: frame starts (chunkTable)
+	crcs   []uint32 // compressed: frame CRCs (nil in first-format files)
+}
+
+// check reads and checks the header and layout of the open file e.f
+// against e.key (whose hash is h).
+func (e *entryFile) check(h [32]byte) error {
+	fi, err := e.f.Stat()
+	if err != nil {
+		return err
+	}
+	e.fi = fi
+	e.hdr, e.hlen, e.head, err = readHeaderAhead(e.f)
+	if err == nil && (e.hdr.ns != nsOf(e.key) || e.hdr.hash != h || e.hdr.keySize != e.key.Size) {
+		err = fmt.Errorf("%w: file does not match its key", errBadHeader)
+	}
+	if err == nil {
+		if e.hdr.flags == flagZstd {
+			e.starts, e.crcs, err = chunkTable(e.f, e.hlen, fi.Size(), e.hdr.valueSize)
+		} else {
+			err = checkLayout(e.f, e.hdr, e.hlen, fi.Size())
+		}
+	}
+	return err
+}
+
+// reader returns a reader of e's value from offset on; it owns e.f. The
+// first block or frame is read and checked before it returns, so a small
+// damaged value fails here; damage found is passed to corrupt.
+func (e *entryFile) reader(offset int64, corrupt func(error) error) (io.ReadCloser, error) {
+	switch e.hdr.flags {
+	case flagZstd:
+		c := newChunkReader(e.f, e.starts, e.hdr.valueSize, offset, corrupt)
+		if err := c.fill(); err != nil && err != io.EOF {
+			c.Close()
+			return nil, err
+		}
+		return c, nil
+	case flagChecked:
+		var crcs []uint32 // a value of one block is read with its CRC
+		if e.hdr.valueSize > chunkSize {
+			var err error
+			if crcs, err = crcTableOf(e.f, e.head, e.hlen, e.hdr.valueSize); err != nil {
+				e.f.Close()
+				return nil, err
+			}
+		}
+		b := newBlockReader(e.f, e.head, e.hlen, e.hdr.valueSize, crcs, offset, corrupt)
+		if err := b.fill(); err != nil && err != io.EOF {
+			b.Close()
+			return nil, err
+		}
+		if e.fi.Size() <= int64(len(e.head)) {
+			// All of it is in memory and checked: let the file go.
+			e.f.Close()
+			return memReader{bytes.NewReader(b.cur)}, nil
+		}
+		return b, nil
+	}
+	// Written before values had checksums.
+	return &blobReader{SectionReader: io.NewSectionReader(e.f, e.hlen+offset, e.hdr.valueSize-offset), f: e.f}, nil
+}
+
+// corruption returns the function readers of e call when they find its
+// value damaged: it drops the entry (unless a Put replaced the file
+// meanwhile) and returns the error for the read.
+func (s *Store) corruption(e *entryFile) func(error) error {
+	return func(cause error) error {
+		s.log.Error("removing a corrupt blob file", "key", e.key.String(), "err", cause)
+		s.drop(e.ek, e.path, e.fi)
+		return fmt.Errorf("get %s: %w: %v (removed; the next upload stores it again)", e.key, store.ErrCorrupt, cause)
+	}
 }
 
 // openEntry looks key up (counting it as used), opens its file and checks
-// the header and the layout. starts is the frame table of a compressed
-// value, nil for a plain one, and crcs the frames' CRCs (nil if the file has
-// none). A file that turns out corrupt is removed and reported as not found.
-func (s *Store) openEntry(ctx context.Context, key store.Key) (f *os.File, hdr header, hlen int64, starts []int64, crcs []uint32, err error) {
+// the header and the layout. A file that turns out damaged there is removed
+// and reported as not found.
+func (s *Store) openEntry(ctx context.Context, key store.Key) (*entryFile, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, hdr, 0, nil, nil, err
+		return nil, err
 	}
 	key, h, err := keyOf(key)
 	if err != nil {
-		return nil, hdr, 0, nil, nil, err
+		return nil, err
 	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return nil, hdr, 0, nil, nil, errClosed
+		return nil, errClosed
 	}
 	ns, ok := s.nsByName[nsOf(key)]
 	var ek entryKey
@@ -443,44 +564,28 @@ func (s *Store) openEntry(ctx context.Context, key store.Key) (f *os.File, hdr h
 	}
 	s.mu.Unlock()
 	if !ok {
-		return nil, hdr, 0, nil, nil, fmt.Errorf("get %s: %w", key, store.ErrNotFound)
+		return nil, fmt.Errorf("get %s: %w", key, store.ErrNotFound)
 	}
-	path := s.path(nsDir, key)
-	f, err = os.Open(path)
+	e := &entryFile{key: key, ek: ek, path: s.path(nsDir, key)}
+	e.f, err = os.Open(e.path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			s.log.Warn("index entry without a file; dropping it", "key", key.String())
-			s.drop(ek, path, nil)
-			return nil, hdr, 0, nil, nil, fmt.Errorf("get %s: %w", key, store.ErrNotFound)
+			s.drop(ek, e.path, nil)
+			return nil, fmt.Errorf("get %s: %w", key, store.ErrNotFound)
 		}
-		return nil, hdr, 0, nil, nil, fmt.Errorf("get %s: %w", key, err)
+		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, hdr, 0, nil, nil, fmt.Errorf("get %s: %w", key, err)
-	}
-	hdr, hlen, err = readHeader(f)
-	if err == nil && (hdr.ns != nsOf(key) || hdr.hash != h || hdr.keySize != key.Size) {
-		err = fmt.Errorf("%w: file does not match its key", errBadHeader)
-	}
-	if err == nil {
-		if hdr.flags&flagZstd != 0 {
-			starts, crcs, err = chunkTable(f, hlen, fi.Size(), hdr.valueSize)
-		} else {
-			err = checkLayout(f, hdr, hlen, fi.Size())
-		}
-	}
-	if err != nil {
-		f.Close()
+	if err := e.check(h); err != nil {
+		e.f.Close()
 		if errors.Is(err, errBadHeader) {
 			s.log.Error("removing a corrupt blob file", "key", key.String(), "err", err)
-			s.drop(ek, path, fi)
-			return nil, hdr, 0, nil, nil, fmt.Errorf("get %s: corrupt file removed: %w", key, store.ErrNotFound)
+			s.drop(ek, e.path, e.fi)
+			return nil, fmt.Errorf("get %s: corrupt file removed: %w", key, store.ErrNotFound)
 		}
-		return nil, hdr, 0, nil, nil, fmt.Errorf("get %s: %w", key, err)
+		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
-	return f, hdr, hlen, starts, crcs, nil
+	return e, nil
 }
 
 // drop removes ek from the index and, if it is still the file described by
@@ -488,12 +593,13 @@ func (s *Store) openEntry(ctx context.Context, key store.Key) (f *os.File, hdr h
 func (s *Store) drop(ek entryKey, path string, fi os.FileInfo) {
 	stripe := &s.stripes[ek.hash[0]]
 	stripe.Lock()
-	defer stripe.Unlock()
 	cur, err := os.Stat(path)
 	switch {
 	case fi == nil && err == nil:
+		stripe.Unlock()
 		return // a Put replaced the missing file meanwhile
 	case fi != nil && (err != nil || !os.SameFile(fi, cur)):
+		stripe.Unlock()
 		return // replaced or already gone: not ours to remove
 	}
 	s.mu.Lock()
@@ -503,9 +609,14 @@ func (s *Store) drop(ek entryKey, path string, fi os.FileInfo) {
 		s.jbuf = appendRemove(s.jbuf, ek)
 		ok = s.writeJournalLocked()
 	}
+	empty := present && s.idx.nsLen(ek.ns) == 0
 	s.mu.Unlock()
 	if fi != nil && ok {
 		os.Remove(path)
+	}
+	stripe.Unlock()
+	if empty {
+		s.reclaim(ek.ns)
 	}
 }
 
@@ -576,12 +687,15 @@ func (s *Store) Put(ctx context.Context, key store.Key, size int64, r io.Reader)
 	}
 	ns, known := s.nsByName[name]
 	if known && key.Kind == store.CAS {
-		// Content under a CAS key is the same whoever writes it.
+		// Content under a CAS key is the same whoever writes it. (One
+		// found damaged by a read is no longer in the index.)
 		if i, ok := s.idx.lookup(entryKey{ns: ns, hash: h, size: key.Size}); ok {
 			s.idx.touch(i)
 			s.changes++
+			// The Put that stored it may still be making it durable.
+			t := s.dur.ticket(s.fsync, "")
 			s.mu.Unlock()
-			return nil
+			return s.dur.wait(t, s)
 		}
 	}
 	if !known {
@@ -594,7 +708,7 @@ func (s *Store) Put(ctx context.Context, key store.Key, size int64, r io.Reader)
 	s.mu.Unlock()
 
 	final := s.path(nsDir, key)
-	hdr := header{ns: name, hash: h, keySize: key.Size, valueSize: size}
+	hdr := header{ns: name, hash: h, keySize: key.Size, valueSize: size, flags: flagChecked}
 	if s.compress && size >= MinCompressSize {
 		hdr.flags = flagZstd
 	}
@@ -606,14 +720,9 @@ func (s *Store) Put(ctx context.Context, key store.Key, size int64, r io.Reader)
 
 // writeFile writes hdr and the value from r to a temporary file and, if
 // everything succeeded, renames it to final and records it in the index.
+// With Options.Fsync it returns once all of that is durable.
 func (s *Store) writeFile(ctx context.Context, final string, hdr header, r io.Reader) (err error) {
-	dir := filepath.Dir(final)
-	tmp, err := os.CreateTemp(dir, s.tmpPrefix+"*")
-	if errors.Is(err, fs.ErrNotExist) {
-		if err = os.MkdirAll(dir, 0o755); err == nil {
-			tmp, err = os.CreateTemp(dir, s.tmpPrefix+"*")
-		}
-	}
+	tmp, err := s.createTemp(filepath.Dir(final))
 	if err != nil {
 		return err
 	}
@@ -634,14 +743,19 @@ func (s *Store) writeFile(ctx context.Context, final string, hdr header, r io.Re
 	bw.Reset(fw)
 	defer func() { bw.Reset(nil); fileBufs.Put(bw) }()
 	var w io.Writer = bw
-	if _, err := w.Write(hdr.marshal()); err != nil {
+	hb := hdr.marshal()
+	if _, err := w.Write(hb); err != nil {
 		return fmt.Errorf("writing %s: %w", tmp.Name(), err)
 	}
-	stored := hdr.valueSize
+	var fileSize int64
 	var cw *chunkWriter
-	if hdr.flags&flagZstd != 0 {
+	var crcw *crcWriter
+	if hdr.flags == flagZstd {
 		cw = newChunkWriter(w)
 		w = cw
+	} else {
+		crcw = &crcWriter{w: w}
+		w = crcw
 	}
 	bp := copyBufs.Get().(*[]byte)
 	err = store.ReadExactly(w, r, hdr.valueSize, *bp)
@@ -653,7 +767,12 @@ func (s *Store) writeFile(ctx context.Context, final string, hdr header, r io.Re
 		if err := cw.Close(); err != nil {
 			return fmt.Errorf("writing %s: %w", tmp.Name(), err)
 		}
-		stored = cw.written
+		fileSize = int64(len(hb)) + cw.written
+	} else {
+		if err := crcw.Close(); err != nil {
+			return fmt.Errorf("writing %s: %w", tmp.Name(), err)
+		}
+		fileSize = checkedSize(int64(len(hb)), hdr.valueSize)
 	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("writing %s: %w", tmp.Name(), err)
@@ -687,15 +806,46 @@ func (s *Store) writeFile(ctx context.Context, final string, hdr header, r io.Re
 	}
 	renamed = true
 	s.mu.Lock()
-	s.idx.add(ek, stored)
+	s.idx.add(ek, s.footprint(fileSize))
 	s.changes++
-	s.jbuf = appendAdd(s.jbuf, ek, stored)
-	s.writeJournalLocked() // if this fails the file is an orphan after a restart: safe
+	s.jbuf = appendAdd(s.jbuf, ek, s.footprint(fileSize))
+	// If this fails the file is an orphan after a restart, which the sweep
+	// checks and adopts.
+	s.writeJournalLocked()
+	t := s.dur.ticket(s.fsync, filepath.Dir(final))
 	victims := s.evictLocked(&ek)
 	s.mu.Unlock()
 	stripe.Unlock()
 	s.removeVictims(victims)
-	return nil
+	return s.dur.wait(t, s)
+}
+
+// createTemp creates a temporary file in dir, making dir (and, with
+// Options.Fsync, making its entry durable) if needed. A directory emptied
+// by eviction may be removed meanwhile (reclaim), hence the retries.
+func (s *Store) createTemp(dir string) (*os.File, error) {
+	for try := 0; ; try++ {
+		tmp, err := os.CreateTemp(dir, s.tmpPrefix+"*")
+		if err == nil || !errors.Is(err, fs.ErrNotExist) || try == 3 {
+			return tmp, err
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // its parent was reclaimed meanwhile
+			}
+			return nil, err
+		}
+		if s.fsync {
+			// The new directories' entries: <hh> in <ns>, <ns> in blobs/.
+			ns := filepath.Dir(dir)
+			if err := syncDir(ns); err != nil {
+				return nil, err
+			}
+			if err := syncDir(filepath.Dir(ns)); err != nil {
+				return nil, err
+			}
+		}
+	}
 }
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
@@ -756,13 +906,16 @@ func (s *Store) evictLocked(keep *entryKey) []victim {
 	return victims
 }
 
-// removeVictims unlinks evicted files unless a Put has added them back.
+// removeVictims unlinks evicted files unless a Put has added them back,
+// and reclaims the directories of namespaces left empty.
 func (s *Store) removeVictims(victims []victim) {
+	var emptied map[uint32]bool
 	for _, v := range victims {
 		stripe := &s.stripes[v.key.hash[0]]
 		stripe.Lock()
 		s.mu.Lock()
 		_, back := s.idx.lookup(v.key)
+		empty := s.idx.nsLen(v.key.ns) == 0
 		s.mu.Unlock()
 		if !back {
 			if err := os.Remove(v.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -770,7 +923,46 @@ func (s *Store) removeVictims(victims []victim) {
 			}
 		}
 		stripe.Unlock()
+		if empty {
+			if emptied == nil {
+				emptied = map[uint32]bool{}
+			}
+			emptied[v.key.ns] = true
+		}
 	}
+	for ns := range emptied {
+		s.reclaim(ns)
+	}
+}
+
+// reclaim removes the directories of namespace ns if it holds no entries.
+// Only empty directories go (os.Remove refuses others), so a Put writing a
+// temporary file keeps its directory; one about to create it makes the
+// directory again (createTemp).
+func (s *Store) reclaim(ns uint32) {
+	s.mu.Lock()
+	if s.closed || s.idx.nsLen(ns) != 0 {
+		s.mu.Unlock()
+		return
+	}
+	base := filepath.Join(s.blobDir, s.nsDirs[ns])
+	s.mu.Unlock()
+	removeEmptyDirs(base)
+}
+
+// removeEmptyDirs removes the empty <hh> directories of a namespace
+// directory and then the directory itself if that left it empty.
+func removeEmptyDirs(base string) {
+	for b := range 256 {
+		os.Remove(filepath.Join(base, fmt.Sprintf("%02x", b)))
+	}
+	os.Remove(base)
+}
+
+// footprint is the space a file of size bytes takes: its size rounded up
+// to whole file system blocks (what MaxBytes bounds).
+func (s *Store) footprint(size int64) int64 {
+	return (size + s.bsize - 1) / s.bsize * s.bsize
 }
 
 // Stats implements store.StatsReporter.
@@ -801,6 +993,7 @@ func (s *Store) Close() error {
 	s.mu.Lock()
 	s.closed = true
 	if s.journal != nil {
+		s.dur.switchJournal(s.journal, nil, false)
 		if cerr := s.journal.Close(); err == nil {
 			err = cerr
 		}

@@ -32,6 +32,7 @@ type index struct {
 	free       []int32
 	head, tail int32 // most and least recently used; -1 when empty
 	bytes      int64
+	perNS      []int64 // entries per namespace
 
 	seed  maphash.Seed
 	table []uint64 // hash<<32 | slot number+1; 0 is an empty bucket
@@ -46,6 +47,14 @@ func newIndex(capacity int) index {
 }
 
 func (x *index) len() int { return x.count }
+
+// nsLen is the number of entries in namespace ns.
+func (x *index) nsLen(ns uint32) int64 {
+	if int(ns) < len(x.perNS) {
+		return x.perNS[ns]
+	}
+	return 0
+}
 
 func (x *index) hash(k *entryKey) uint64 {
 	h := maphash.Bytes(x.seed, k.hash[:])
@@ -174,6 +183,10 @@ func (x *index) add(k entryKey, size int64) {
 	x.count++
 	x.pushFront(i)
 	x.bytes += size
+	for int(k.ns) >= len(x.perNS) {
+		x.perNS = append(x.perNS, 0)
+	}
+	x.perNS[k.ns]++
 }
 
 // remove deletes k and returns its value size.
@@ -186,6 +199,7 @@ func (x *index) remove(k entryKey) (int64, bool) {
 	x.unlink(i)
 	x.deleteBucket(p)
 	x.count--
+	x.perNS[k.ns]--
 	x.slots[i] = slot{prev: -1, next: -1}
 	x.free = append(x.free, i)
 	x.bytes -= size

@@ -32,13 +32,16 @@ import (
 //     unlinked.
 //
 // So whatever the journal says is present has a complete file, and a crash
-// can at worst leave a file the index does not know (an orphan, removed by
-// the sweep that follows an unclean start) or a torn last record (ignored).
+// can at worst leave a file the index does not know (an orphan, which the
+// sweep that follows an unclean start verifies and adopts, or removes if
+// it is invalid) or a torn last record (ignored). A power loss can also
+// lose the journal's unsynced tail: the sweep adopts the files it named;
+// with Options.Fsync no acknowledged record is in that tail (durable.go).
 const (
 	fileMagic = "FRIDX001"
 
 	opNamespace byte = 1 // ns u32 | kind u8 | function u32 | instance
-	opAdd       byte = 2 // ns u32 | hash [32] | key size i64 | value size i64
+	opAdd       byte = 2 // ns u32 | hash [32] | key size i64 | disk size i64 (see Store.footprint)
 	opRemove    byte = 3 // ns u32 | hash [32] | key size i64
 	opEnd       byte = 4 // entries u64 (snapshots only)
 
@@ -145,6 +148,9 @@ func (rr *recordReader) next() ([]byte, error) {
 type loadState struct {
 	idx    index
 	nsList []nsName
+	// footprint rounds recorded sizes up to what a file takes on disk
+	// (records written before sizes were counted so hold value bytes).
+	footprint func(int64) int64
 }
 
 // apply applies one record. It reports whether the record was an end record.
@@ -173,7 +179,7 @@ func (ls *loadState) apply(p []byte) (end bool, err error) {
 		if size < 0 {
 			return false, fmt.Errorf("negative value size in record")
 		}
-		ls.idx.add(k, size)
+		ls.idx.add(k, ls.footprint(size))
 	case op == opRemove && len(p) == 1+4+32+8:
 		k, err := ls.decodeKey(p)
 		if err != nil {

@@ -79,7 +79,9 @@ func parseBlobName(name string) (hash [32]byte, size int64, ok bool) {
 //	value size i64 | hash [32] | instance length u32 | instance |
 //	CRC-32C of everything before it (u32)
 //
-// All integers are little-endian.
+// and then hold the value: plain followed by a CRC-32C per block
+// (flagChecked, checked.go) or as zstd frames with their table (flagZstd,
+// compress.go). All integers are little-endian.
 const (
 	headerMagic     = "FRB1"
 	headerFixedLen  = 4 + 1 + 1 + 4 + 8 + 8 + 32 + 4
@@ -88,7 +90,7 @@ const (
 )
 
 type header struct {
-	flags     byte // flagZstd: the value is stored compressed (compress.go)
+	flags     byte // flagZstd: stored compressed (compress.go); flagChecked: plain with block CRCs (checked.go); neither: plain, unchecked (older files)
 	ns        nsName
 	hash      [32]byte
 	keySize   int64
@@ -113,17 +115,30 @@ var errBadHeader = errors.New("bad blob header")
 // readHeader reads and checks the header of a blob file. It returns the
 // header and its length in bytes.
 func readHeader(r io.ReaderAt) (header, int64, error) {
+	h, hlen, _, err := readHeaderAhead(r)
+	return h, hlen, err
+}
+
+// readHeaderAhead is readHeader that also returns the first bytes of the
+// file it read (up to headerReadAhead; the whole file if it is that short).
+func readHeaderAhead(r io.ReaderAt) (header, int64, []byte, error) {
 	var h header
 	buf := make([]byte, headerReadAhead)
 	n, err := r.ReadAt(buf, 0)
 	if err != nil && err != io.EOF {
-		return h, 0, err
+		return h, 0, nil, err
 	}
 	buf = buf[:n]
-	if n < headerFixedLen || string(buf[:4]) != headerMagic {
+	h, total, err := parseHeader(r, buf)
+	return h, total, buf, err
+}
+
+func parseHeader(r io.ReaderAt, buf []byte) (header, int64, error) {
+	var h header
+	if len(buf) < headerFixedLen || string(buf[:4]) != headerMagic {
 		return h, 0, fmt.Errorf("%w: short or no magic", errBadHeader)
 	}
-	if h.flags = buf[4]; h.flags&^flagZstd != 0 {
+	if h.flags = buf[4]; h.flags != 0 && h.flags != flagZstd && h.flags != flagChecked {
 		return h, 0, fmt.Errorf("%w: unknown flags %#x", errBadHeader, buf[4])
 	}
 	h.ns.kind = store.Kind(buf[5])

@@ -16,23 +16,31 @@ import (
 // down to its bound (not below it by more than one entry) and count a Get
 // or a FindMissing hit as a use.
 func RunBounded(t *testing.T, newStore func(t *testing.T, maxBytes int64) store.Store) {
-	t.Run("LRU", func(t *testing.T) { testLRU(t, newStore(t, 10_000)) })
-	t.Run("TooLarge", func(t *testing.T) { testTooLarge(t, newStore(t, 10_000)) })
+	RunBoundedCost(t, newStore, func(_ store.Key, size int64) int64 { return size })
 }
 
-func testLRU(t *testing.T, s store.Store) {
-	ctx := context.Background()
+// RunBoundedCost is RunBounded for a store that counts an entry of size
+// value bytes under key as cost(key, size) bytes (its file on disk, say):
+// the LRU check bounds the store to ten entries' cost.
+func RunBoundedCost(t *testing.T, newStore func(t *testing.T, maxBytes int64) store.Store, cost func(key store.Key, size int64) int64) {
 	keys := make([]store.Key, 14)
 	blobs := make([][]byte, len(keys))
 	for i := range keys {
 		blobs[i] = Blob(uint64(500+i), 1000)
 		keys[i] = CASKey("lru", repb.DigestFunction_SHA256, blobs[i])
 	}
+	c := cost(keys[0], 1000)
+	t.Run("LRU", func(t *testing.T) { testLRU(t, newStore(t, 10*c), keys, blobs, c) })
+	t.Run("TooLarge", func(t *testing.T) { testTooLarge(t, newStore(t, 10_000)) })
+}
+
+func testLRU(t *testing.T, s store.Store, keys []store.Key, blobs [][]byte, c int64) {
+	ctx := context.Background()
 	for i := range 10 {
 		MustPut(t, s, keys[i], blobs[i])
 	}
 	if missing, err := s.FindMissing(ctx, keys[:10]); err != nil || len(missing) != 0 {
-		t.Fatalf("10 blobs of 1000 bytes in a 10000-byte store: missing %v, %v", missing, err)
+		t.Fatalf("10 blobs of %d bytes each in a %d-byte store: missing %v, %v", c, 10*c, missing, err)
 	}
 	// All ten are now used in order 0..9. Use 0 by Get and 1 by FindMissing:
 	// the least recently used are now 2, 3, ...
@@ -64,11 +72,11 @@ func testLRU(t *testing.T, s store.Store) {
 	}
 	if sr, ok := s.(store.StatsReporter); ok {
 		st := sr.Stats()
-		if st.Entries != 10 || st.Bytes != 10_000 || st.MaxBytes != 10_000 {
-			t.Errorf("Stats = %+v, want 10 entries, 10000 bytes of 10000", st)
+		if st.Entries != 10 || st.Bytes != 10*c || st.MaxBytes != 10*c {
+			t.Errorf("Stats = %+v, want 10 entries, %d bytes of %d", st, 10*c, 10*c)
 		}
-		if st.Evictions != 2 || st.EvictedBytes != 2000 {
-			t.Errorf("Stats = %+v, want 2 evictions of 2000 bytes", st)
+		if st.Evictions != 2 || st.EvictedBytes != 2*c {
+			t.Errorf("Stats = %+v, want 2 evictions of %d bytes", st, 2*c)
 		}
 	}
 }
