@@ -19,7 +19,6 @@ import (
 	"github.com/ferrule-build/ferrule/remote/store/grpcstore"
 	"github.com/ferrule-build/ferrule/remote/worker"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // platformFlag collects repeated --platform NAME=VALUE flags.
@@ -63,6 +62,11 @@ func runWorkerCommand(fs *flag.FlagSet, args []string) error {
 	noNS := fs.Bool("no_namespaces", false, "run actions without mount/pid/network namespaces")
 	root := fs.String("root", "", "toolchain root (tools/root.sh --path) to run every action in; its digest is offered as platform property "+worker.RootPlatformProperty)
 	logLevel := fs.String("log_level", "info", "log level: debug, info, warn or error")
+	var creds worker.Credentials
+	fs.StringVar(&creds.TokenFile, "token_file", "", "file holding the bearer token this worker presents to the scheduler and CAS (sent as authorization: Bearer)")
+	fs.StringVar(&creds.CAFile, "tls_ca_file", "", "PEM CA certificates to verify the server with; connects over TLS when set")
+	fs.StringVar(&creds.ClientCertFile, "tls_client_cert_file", "", "PEM client certificate for mTLS (with --tls_client_key_file and --tls_ca_file)")
+	fs.StringVar(&creds.ClientKeyFile, "tls_client_key_file", "", "PEM key of --tls_client_cert_file")
 	var limits worker.Limits
 	fs.IntVar(&limits.MaxDepth, "max_input_depth", defaultLimits.MaxDepth, "deepest Directory nesting of an input root this worker materialises")
 	fs.IntVar(&limits.MaxDirectories, "max_input_directories", defaultLimits.MaxDirectories, "distinct Directory blobs in one input root")
@@ -99,10 +103,14 @@ func runWorkerCommand(fs *flag.FlagSet, args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	dialOpts, err := creds.DialOptions()
+	if err != nil {
+		return usagef("%v", err)
+	}
+	dialOpts = append(dialOpts, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
 	dial := func(addr string) (*grpc.ClientConn, error) {
-		addr = strings.TrimPrefix(addr, "grpc://")
-		return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
+		addr = strings.TrimPrefix(strings.TrimPrefix(addr, "grpc://"), "grpcs://")
+		return grpc.NewClient(addr, dialOpts...)
 	}
 	conn, err := dial(*scheduler)
 	if err != nil {
@@ -138,6 +146,9 @@ func runWorkerCommand(fs *flag.FlagSet, args []string) error {
 		if ctx.Err() != nil {
 			fmt.Fprintf(os.Stdout, "ferrule worker: stopped\n")
 			return nil
+		}
+		if worker.Refused(err) {
+			return &worker.RefusedError{Creds: creds, Err: err}
 		}
 		if time.Since(start) > 10*time.Second {
 			backoff = 100 * time.Millisecond
