@@ -4,13 +4,19 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"github.com/ferrule-build/ferrule/remote/digest"
+	"github.com/ferrule-build/ferrule/remote/workerpb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -21,6 +27,10 @@ func TestWorkerUsageErrors(t *testing.T) {
 		{"worker", "--scheduler", "127.0.0.1:1", "--platform", "novalue"},
 		{"worker", "--scheduler", "127.0.0.1:1", "--log_level", "loud"},
 		{"worker", "--scheduler", "127.0.0.1:1", "--max_input_paths", "0"},
+		{"worker", "--scheduler", "127.0.0.1:1", "--action_max_processes", "-1"},
+		{"worker", "--scheduler", "127.0.0.1:1", "--sandbox_path", "relative/dir"},
+		{"worker", "--scheduler", "127.0.0.1:1", "--tls_client_cert_file", "c.pem"},
+		{"worker", "--scheduler", "127.0.0.1:1", "--token_file", "/nonexistent/token"},
 	} {
 		var stderr bytes.Buffer
 		if code := run(args, io.Discard, &stderr); code != 2 {
@@ -105,5 +115,38 @@ func TestServeWithWorkersExecutes(t *testing.T) {
 	}
 	if last == nil || last.Status.GetCode() != 0 || last.Result.GetExitCode() != 0 || len(last.Result.GetOutputFiles()) != 1 {
 		t.Fatalf("execute via serve: %v", last)
+	}
+}
+
+// refusingScheduler turns every worker away, as a server that checks
+// worker tokens does with a wrong one.
+type refusingScheduler struct{ workerpb.UnimplementedSchedulerServer }
+
+func (refusingScheduler) Session(workerpb.Scheduler_SessionServer) error {
+	return status.Error(codes.Unauthenticated, "invalid worker token")
+}
+
+// A worker whose token the scheduler refuses exits with an error naming
+// the token file and the server's refusal, never the token.
+func TestWorkerWithRefusedTokenExits(t *testing.T) {
+	srv := grpc.NewServer()
+	workerpb.RegisterSchedulerServer(srv, refusingScheduler{})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(lis)
+	defer srv.Stop()
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	os.WriteFile(tokenFile, []byte("wrong-secret-token\n"), 0o600)
+	var stderr bytes.Buffer
+	code := run([]string{"worker", "--scheduler", lis.Addr().String(), "--token_file", tokenFile, "--chunking=false", "--no_namespaces", "--dir", filepath.Join(dir, "w")}, io.Discard, &stderr)
+	msg := stderr.String()
+	if code != 1 || !strings.Contains(msg, "--token_file "+tokenFile) || !strings.Contains(msg, "invalid worker token") {
+		t.Fatalf("exit %d, stderr %s", code, msg)
+	}
+	if strings.Contains(msg, "wrong-secret-token") {
+		t.Errorf("the token is in the output: %s", msg)
 	}
 }

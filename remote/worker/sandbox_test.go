@@ -140,7 +140,7 @@ func TestActionCannotWriteOutsideExecRoot(t *testing.T) {
 	f := newFixture(t)
 	requireSandbox(t, f)
 	hostDir := t.TempDir()
-	hostTmp := filepath.Join(os.TempDir(), fmt.Sprintf("ferrule-escape-%d", time.Now().UnixNano()))
+	hostTmp := fmt.Sprintf("/tmp/ferrule-escape-%d", time.Now().UnixNano())
 	defer os.Remove(hostTmp)
 	script := fmt.Sprintf(`for p in %s/escape /usr/ferrule-escape %s; do echo x > "$p" && echo "wrote $p"; done; echo x > /tmp/scratch && echo scratch`, hostDir, hostTmp)
 	res := f.ok(f.run(sh(script), nil, time.Minute))
@@ -212,7 +212,11 @@ func TestActionCannotChangeInputs(t *testing.T) {
 		// the cache's file is another inode.
 		`rm -f sub/tool && echo replaced > sub/tool && echo unlinked`)
 	res := f.ok(f.run(attack, root, time.Minute))
-	if got := f.get(res.StdoutDigest); got != string(orig)+"unlinked\n" {
+	// Under a root worker the action is another uid than the inputs'
+	// owner: it cannot change them. In a user namespace (a worker that is
+	// not root) it can change its own hardlinks, and the cache verifies
+	// its entries before it hands them out again.
+	if got := f.get(res.StdoutDigest); f.r.sandbox.inputsImmutable() && got != string(orig)+"unlinked\n" {
 		t.Errorf("attack stdout %q", got)
 	}
 	res = f.ok(f.run(sh(`cat in.txt sub/tool`), root, time.Minute))
@@ -395,5 +399,35 @@ func TestToolchainRootSandbox(t *testing.T) {
 	}
 	if len(res.OutputFiles) != 1 || f.get(res.OutputFiles[0].Digest) != "out\n" {
 		t.Errorf("outputs %v (stderr %q)", res.OutputFiles, f.get(res.StderrDigest))
+	}
+}
+
+// Where the sandbox cannot keep an action from changing its inputs (a
+// worker that is not root), the file cache hashes each entry before
+// handing it out: a changed entry is fetched again.
+func TestCacheVerifiesEntriesItCannotTrust(t *testing.T) {
+	f := newFixture(t)
+	orig := []byte("cached input\n")
+	d := f.put(orig)
+	c := f.r.cache
+	c.verify = func() bool { return true }
+	dir := t.TempDir()
+	if err := c.materialize(f.ctx, "", fn, d, false, filepath.Join(dir, "a")); err != nil {
+		t.Fatal(err)
+	}
+	// What an action owning its hardlink can do.
+	if err := os.Chmod(filepath.Join(dir, "a"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "a"), []byte("poisoned!!!!\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.materialize(f.ctx, "", fn, d, false, filepath.Join(dir, "b")); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(filepath.Join(dir, "b"))
+	fi, _ := os.Stat(filepath.Join(dir, "b"))
+	if string(got) != string(orig) || fi.Mode().Perm() != 0o444 {
+		t.Fatalf("after the entry was changed the cache handed out %q (mode %v)", got, fi.Mode())
 	}
 }
