@@ -120,7 +120,9 @@ func TestServeWithWorkersExecutes(t *testing.T) {
 
 // refusingScheduler turns every worker away, as a server that checks
 // worker tokens does with a wrong one.
-type refusingScheduler struct{ workerpb.UnimplementedSchedulerServer }
+type refusingScheduler struct {
+	workerpb.UnimplementedSchedulerServer
+}
 
 func (refusingScheduler) Session(workerpb.Scheduler_SessionServer) error {
 	return status.Error(codes.Unauthenticated, "invalid worker token")
