@@ -8,6 +8,7 @@ import (
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"github.com/ferrule-build/ferrule/remote/store"
+	"github.com/ferrule-build/ferrule/remote/worker"
 	"github.com/ferrule-build/ferrule/remote/workerpb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -159,4 +160,21 @@ func TestResultForALeaseNotHeldIsRefused(t *testing.T) {
 	answer(holder, forged) // the same lease again, now a success
 	refused(holder, "holder answering twice")
 	acMissing("after the second answer")
+}
+
+// The action-limit platform properties are not something a worker offers:
+// an action asking for lower limits is routed like one without them, and
+// the worker applies them.
+func TestLimitPropertiesDoNotRoute(t *testing.T) {
+	e := newEnv(t, Options{}, false)
+	e.startWorkers(1)
+	cmd := shCommand(`grep 'Max processes' /proc/self/limits | tr -s ' '`)
+	cmd.Platform = &repb.Platform{Properties: append([]*repb.Platform_Property{{Name: worker.PropMaxProcesses, Value: "64"}}, e.props...)}
+	_, resp := e.run(&repb.ExecuteRequest{ActionDigest: e.action(cmd, nil, nil)})
+	if resp.Status.GetCode() != 0 || resp.Result.GetExitCode() != 0 {
+		t.Fatalf("status %v exit %d", resp.Status, resp.Result.GetExitCode())
+	}
+	if got := string(e.get(resp.Result.StdoutDigest)); !strings.Contains(got, "Max processes 64 64") {
+		t.Errorf("limits in the action: %q", got)
+	}
 }
