@@ -68,11 +68,11 @@ func sandboxHelper(what string) int {
 		}
 		return 0
 	case "alloc":
-		b := make([]byte, 512<<20)
+		b := make([]byte, 2<<30)
 		for i := 0; i < len(b); i += 4096 {
 			b[i] = 1
 		}
-		fmt.Println("allocated 512 MiB")
+		fmt.Println("allocated 2 GiB")
 		return 0
 	}
 	return 3
@@ -360,9 +360,9 @@ func TestActionResourceLimits(t *testing.T) {
 		t.Errorf("a 4 MB file under a 1 MiB limit: outputs %v, stdout %q", res.OutputFiles, f.get(res.StdoutDigest))
 	}
 
-	res = f.ok(f.run(helperCommand("alloc", &repb.Platform_Property{Name: PropMaxMemory, Value: strconv.Itoa(128 << 20)}), f.helperInput(), time.Minute))
-	if res.ExitCode == 0 || strings.Contains(f.get(res.StdoutDigest), "allocated") {
-		t.Errorf("512 MiB allocated under a 128 MiB limit: exit %d", res.ExitCode)
+	res = f.ok(f.run(helperCommand("alloc", &repb.Platform_Property{Name: PropMaxMemory, Value: strconv.Itoa(1 << 30)}), f.helperInput(), time.Minute))
+	if res.ExitCode == 0 || strings.Contains(f.get(res.StdoutDigest), "allocated") || !strings.Contains(f.get(res.StderrDigest), "out of memory") {
+		t.Errorf("2 GiB under a 1 GiB limit: exit %d, stderr %.300q", res.ExitCode, f.get(res.StderrDigest))
 	}
 
 	bad := f.run(limits(`true`, &repb.Platform_Property{Name: PropMaxProcesses, Value: "many"}), nil, time.Minute)
