@@ -77,29 +77,32 @@ func openBeneath(root *os.File, rel string, flags int) (*os.File, error) {
 }
 
 // walkNoFollow opens rel below dirfd one component at a time, each with
-// O_NOFOLLOW: a symlink anywhere on the way is ELOOP (reported as EXDEV).
+// O_NOFOLLOW: a symlink anywhere on the way is EXDEV, except a last
+// component the caller asked not to follow (O_NOFOLLOW in flags).
 func walkNoFollow(dirfd int, rel string, flags int) (int, error) {
 	if rel == "." || rel == "" {
 		return unix.Openat(dirfd, ".", flags, 0)
 	}
 	parts := strings.Split(rel, "/")
 	cur := dirfd
-	for i, p := range parts {
-		last := i == len(parts)-1
-		f := unix.O_PATH | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
-		if last {
-			f = flags
-		}
-		fd, err := unix.Openat(cur, p, f, 0)
-		if err != nil && !last && (errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR)) {
-			var st unix.Stat_t
-			if unix.Fstatat(cur, p, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
-				err = unix.EXDEV
-			}
-		}
+	closeCur := func() {
 		if cur != dirfd {
 			unix.Close(cur)
 		}
+	}
+	for i, p := range parts {
+		last := i == len(parts)-1
+		var st unix.Stat_t
+		if err := unix.Fstatat(cur, p, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK && !(last && flags&unix.O_NOFOLLOW != 0) {
+			closeCur()
+			return -1, unix.EXDEV
+		}
+		f := unix.O_PATH | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+		if last {
+			f = flags | unix.O_NOFOLLOW
+		}
+		fd, err := unix.Openat(cur, p, f, 0)
+		closeCur()
 		if err != nil {
 			return -1, err
 		}
