@@ -1,10 +1,12 @@
 // Package worker runs REAPI actions: it materialises an action's input root
 // from the CAS through a local file cache of hardlinks, runs the command in a
-// sandbox (own working directory, exactly the Command's environment, separate
-// mount, pid and network namespaces where the kernel allows, a wall-clock
-// timeout that kills the whole process group), and uploads the outputs,
-// stdout and stderr to the CAS. It builds the ActionResult but never writes
-// the Action Cache: that is the scheduler's job.
+// sandbox (exactly the Command's environment; where the kernel allows, a
+// private read-only root with the input root, its own /proc, loopback only,
+// an unprivileged uid without capabilities and rlimits: sandbox_linux.go; a
+// wall-clock timeout that kills the whole process group), and uploads the
+// outputs, read beneath the input root (beneath.go), stdout and stderr to
+// the CAS. It builds the ActionResult but never writes the Action Cache:
+// that is the scheduler's job.
 //
 // A Runner talks to storage only through store.Store: an in-process worker
 // gets the server's store, a `ferrule worker` process a store that speaks
