@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -429,5 +430,55 @@ func TestCacheVerifiesEntriesItCannotTrust(t *testing.T) {
 	fi, _ := os.Stat(filepath.Join(dir, "b"))
 	if string(got) != string(orig) || fi.Mode().Perm() != 0o444 {
 		t.Fatalf("after the entry was changed the cache handed out %q (mode %v)", got, fi.Mode())
+	}
+}
+
+// The attacks again with the worker not root (the test binary re-run as
+// uid 65534): the sandbox then lives in a user namespace, the action is the
+// worker's own uid without capabilities, and the file cache re-verifies
+// inputs.
+func TestSandboxOfAWorkerThatIsNotRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to start the worker as another uid (a non-root run of this package covers it already)")
+	}
+	if os.Getenv("FERRULE_TEST_NOT_ROOT") == "1" {
+		t.Skip("already the non-root run")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "ferrule-not-root-") // t.TempDir's parent is 0700
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { removeAll(dir) })
+	os.Chmod(dir, 0o755)
+	b, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "worker.test")
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(dir, "tmp")
+	os.Mkdir(tmp, 0o755)
+	if err := os.Chown(tmp, ActionUID, ActionGID); err != nil {
+		t.Fatal(err)
+	}
+	c := exec.Command(bin, "-test.v", "-test.count=1", "-test.run", "^(TestActionIsUnprivileged|TestActionCannotWriteOutsideExecRoot|TestActionSeesItsOwnProc|TestActionCannotChangeInputs|TestOutputsThroughSymlinkedParentAreRefused|TestActionHasLoopbackOnly|TestActionResourceLimits)$")
+	c.Dir = tmp
+	c.Env = []string{"PATH=/usr/bin:/bin", "TMPDIR=" + tmp, "HOME=" + tmp, "FERRULE_TEST_NOT_ROOT=1"}
+	c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: ActionUID, Gid: ActionGID}}
+	out, err := c.CombinedOutput()
+	if strings.Contains(string(out), "no sandbox to test") {
+		t.Skipf("this kernel gives a worker that is not root no user namespace:\n%s", out)
+	}
+	if err != nil {
+		t.Fatalf("as uid %d: %v\n%s", ActionUID, err, out)
+	}
+	if !strings.Contains(string(out), "--- PASS: TestActionCannotChangeInputs") {
+		t.Fatalf("the non-root run did not run the tests:\n%s", out)
 	}
 }
