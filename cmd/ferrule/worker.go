@@ -19,7 +19,6 @@ import (
 	"github.com/ferrule-build/ferrule/remote/store/grpcstore"
 	"github.com/ferrule-build/ferrule/remote/worker"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // platformFlag collects repeated --platform NAME=VALUE flags.
@@ -63,11 +62,22 @@ func runWorkerCommand(fs *flag.FlagSet, args []string) error {
 	noNS := fs.Bool("no_namespaces", false, "run actions without mount/pid/network namespaces")
 	root := fs.String("root", "", "toolchain root (tools/root.sh --path) to run every action in; its digest is offered as platform property "+worker.RootPlatformProperty)
 	logLevel := fs.String("log_level", "info", "log level: debug, info, warn or error")
+	var creds worker.Credentials
+	fs.StringVar(&creds.TokenFile, "token_file", "", "file holding the bearer token this worker presents to the scheduler and CAS (sent as authorization: Bearer)")
+	fs.StringVar(&creds.CAFile, "tls_ca_file", "", "PEM CA certificates to verify the server with; connects over TLS when set")
+	fs.StringVar(&creds.ClientCertFile, "tls_client_cert_file", "", "PEM client certificate for mTLS (with --tls_client_key_file and --tls_ca_file)")
+	fs.StringVar(&creds.ClientKeyFile, "tls_client_key_file", "", "PEM key of --tls_client_cert_file")
 	var limits worker.Limits
 	fs.IntVar(&limits.MaxDepth, "max_input_depth", defaultLimits.MaxDepth, "deepest Directory nesting of an input root this worker materialises")
 	fs.IntVar(&limits.MaxDirectories, "max_input_directories", defaultLimits.MaxDirectories, "distinct Directory blobs in one input root")
 	fs.Int64Var(&limits.MaxPaths, "max_input_paths", defaultLimits.MaxPaths, "files, directories and symlinks one input root may make this worker create")
 	fs.Int64Var(&limits.MaxBytes, "max_input_bytes", defaultLimits.MaxBytes, "total bytes of files one input root may make this worker create")
+	var actionLimits worker.ActionLimits
+	fs.Int64Var(&actionLimits.MemoryBytes, "action_max_memory_bytes", 0, "address space of each action process (RLIMIT_AS); 0: 16 GiB; actions may ask for less with platform property "+worker.PropMaxMemory)
+	fs.Int64Var(&actionLimits.Processes, "action_max_processes", 0, "processes of the action uid (RLIMIT_NPROC, shared by concurrent actions); 0: 4096; property "+worker.PropMaxProcesses)
+	fs.Int64Var(&actionLimits.FileBytes, "action_max_file_bytes", 0, "largest file an action may write (RLIMIT_FSIZE); 0: 16 GiB; property "+worker.PropMaxFileSize)
+	var sandboxPaths stringsFlag
+	fs.Var(&sandboxPaths, "sandbox_path", "host path (a tool directory) actions see read-only besides the default set "+strings.Join(worker.HostPaths, " ")+" when there is no --root (repeatable)")
 	var extra platformFlag
 	fs.Var(&extra, "platform", "platform property NAME=VALUE this worker offers, on top of OSFamily and ISA (repeatable; a NAME given here replaces the default)")
 	if err := parseFlags(fs, args); err != nil {
@@ -78,6 +88,14 @@ func runWorkerCommand(fs *flag.FlagSet, args []string) error {
 	}
 	if *scheduler == "" {
 		return usagef("--scheduler is required")
+	}
+	if actionLimits.MemoryBytes < 0 || actionLimits.Processes < 0 || actionLimits.FileBytes < 0 {
+		return usagef("--action_max_memory_bytes, --action_max_processes and --action_max_file_bytes must not be negative")
+	}
+	for _, p := range sandboxPaths {
+		if !filepath.IsAbs(p) {
+			return usagef("--sandbox_path %q: want an absolute path", p)
+		}
 	}
 	if limits.MaxDepth <= 0 || limits.MaxDirectories <= 0 || limits.MaxPaths <= 0 || limits.MaxBytes <= 0 {
 		return usagef("--max_input_depth, --max_input_directories, --max_input_paths and --max_input_bytes must be positive")
@@ -99,10 +117,14 @@ func runWorkerCommand(fs *flag.FlagSet, args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	dialOpts, err := creds.DialOptions()
+	if err != nil {
+		return usagef("%v", err)
+	}
+	dialOpts = append(dialOpts, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
 	dial := func(addr string) (*grpc.ClientConn, error) {
-		addr = strings.TrimPrefix(addr, "grpc://")
-		return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
+		addr = strings.TrimPrefix(strings.TrimPrefix(addr, "grpc://"), "grpcs://")
+		return grpc.NewClient(addr, dialOpts...)
 	}
 	conn, err := dial(*scheduler)
 	if err != nil {
@@ -125,6 +147,7 @@ func runWorkerCommand(fs *flag.FlagSet, args []string) error {
 	r, err := worker.New(worker.Options{
 		ID: *id, Dir: *dir, Store: cas,
 		CacheMaxBytes: *cacheGiB << 30, NoNamespaces: *noNS, Root: *root, Limits: limits, Logger: log,
+		ActionLimits: actionLimits, SandboxPaths: sandboxPathsOf(sandboxPaths),
 	})
 	if err != nil {
 		return err
@@ -139,6 +162,9 @@ func runWorkerCommand(fs *flag.FlagSet, args []string) error {
 			fmt.Fprintf(os.Stdout, "ferrule worker: stopped\n")
 			return nil
 		}
+		if worker.Refused(err) {
+			return &worker.RefusedError{Creds: creds, Err: err}
+		}
 		if time.Since(start) > 10*time.Second {
 			backoff = 100 * time.Millisecond
 		}
@@ -150,6 +176,20 @@ func runWorkerCommand(fs *flag.FlagSet, args []string) error {
 		}
 		backoff = min(2*backoff, 5*time.Second)
 	}
+}
+
+// stringsFlag collects a repeated string flag.
+type stringsFlag []string
+
+func (s *stringsFlag) String() string     { return strings.Join(*s, ",") }
+func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
+
+// sandboxPathsOf is the default host set plus the operator's paths.
+func sandboxPathsOf(extra []string) []string {
+	if len(extra) == 0 {
+		return nil
+	}
+	return append(append([]string{}, worker.HostPaths...), extra...)
 }
 
 // workerPlatform is the default platform with the operator's properties:

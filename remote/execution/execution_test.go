@@ -595,7 +595,7 @@ func TestMaxAttempts(t *testing.T) {
 
 func TestMain(m *testing.M) {
 	if addr := os.Getenv("FERRULE_TEST_WORKER_SCHEDULER"); addr != "" {
-		os.Exit(runTestWorker(addr, os.Getenv("FERRULE_TEST_WORKER_DIR")))
+		os.Exit(runTestWorker(addr, os.Getenv("FERRULE_TEST_WORKER_DIR"), os.Getenv("FERRULE_TEST_WORKER_NO_NAMESPACES") == "1"))
 	}
 	os.Exit(m.Run())
 }

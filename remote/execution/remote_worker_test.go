@@ -20,7 +20,7 @@ import (
 
 // runTestWorker is what a re-executed test binary runs: a `ferrule worker`
 // equivalent connected to the test's scheduler over TCP.
-func runTestWorker(addr, dir string) int {
+func runTestWorker(addr, dir string, noNamespaces bool) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -28,7 +28,7 @@ func runTestWorker(addr, dir string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	r, err := worker.New(worker.Options{ID: fmt.Sprintf("subprocess-%d", os.Getpid()), Dir: dir, Store: grpcstore.New(conn), Logger: quietLogger()})
+	r, err := worker.New(worker.Options{ID: fmt.Sprintf("subprocess-%d", os.Getpid()), Dir: dir, Store: grpcstore.New(conn), NoNamespaces: noNamespaces, Logger: quietLogger()})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -40,7 +40,7 @@ func runTestWorker(addr, dir string) int {
 	return 0
 }
 
-func startWorkerProcess(t *testing.T, addr string) *exec.Cmd {
+func startWorkerProcess(t *testing.T, addr string, noNamespaces bool) *exec.Cmd {
 	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
@@ -48,6 +48,9 @@ func startWorkerProcess(t *testing.T, addr string) *exec.Cmd {
 	}
 	cmd := exec.Command(self, "-test.run=^$")
 	cmd.Env = append(os.Environ(), "FERRULE_TEST_WORKER_SCHEDULER="+addr, "FERRULE_TEST_WORKER_DIR="+t.TempDir())
+	if noNamespaces {
+		cmd.Env = append(cmd.Env, "FERRULE_TEST_WORKER_NO_NAMESPACES=1")
+	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -70,14 +73,17 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 // A worker process killed with SIGKILL in the middle of an action: the
 // scheduler notices the broken stream and another worker process runs it.
+// The first worker runs without a sandbox, so the action can leave the
+// test a mark on the host; in the second one's sandbox the mark's
+// directory does not exist and the action finishes at once.
 func TestWorkerKilledMidActionIsRetried(t *testing.T) {
 	e := newEnv(t, Options{}, true)
 	mark := filepath.Join(t.TempDir(), "first-attempt-started")
-	cmd := shCommand(`if [ ! -e "$MARK" ]; then : > "$MARK"; sleep 120; fi; echo finished > out.txt`, "out.txt")
+	cmd := shCommand(`if [ ! -e "$MARK" ] && (: > "$MARK") 2>/dev/null; then sleep 120; fi; echo finished > out.txt`, "out.txt")
 	cmd.EnvironmentVariables = append(cmd.EnvironmentVariables, &repb.Command_EnvironmentVariable{Name: "MARK", Value: mark})
 	ad := e.action(cmd, nil, nil)
 
-	w1 := startWorkerProcess(t, e.addr)
+	w1 := startWorkerProcess(t, e.addr, true)
 	waitFor(t, "the first worker to join", func() bool { return e.svc.Stats().Workers == 1 })
 	stream, err := e.exec.Execute(e.ctx, &repb.ExecuteRequest{ActionDigest: ad})
 	if err != nil {
@@ -88,7 +94,7 @@ func TestWorkerKilledMidActionIsRetried(t *testing.T) {
 		t.Fatal(err)
 	}
 	w1.Wait()
-	startWorkerProcess(t, e.addr)
+	startWorkerProcess(t, e.addr, false)
 
 	_, resp := e.drain(stream)
 	if resp.Status.GetCode() != 0 || resp.Result.GetExitCode() != 0 {

@@ -32,10 +32,11 @@ func newPlatformSet(props []*repb.Platform_Property) platformSet {
 }
 
 // satisfies reports whether a worker offering ps can run an action that
-// requires props: every required name/value must be offered.
+// requires props: every required name/value must be offered, except the
+// action's resource limits, which every worker applies.
 func (ps platformSet) satisfies(props []*repb.Platform_Property) bool {
 	for _, p := range props {
-		if !ps[p.Name][p.Value] {
+		if !ps[p.Name][p.Value] && !worker.IsLimitProperty(p.Name) {
 			return false
 		}
 	}

@@ -144,6 +144,7 @@ func (s *Service) Session(stream workerpb.Scheduler_SessionServer) error {
 	}()
 
 	why := "the session ended"
+	var rogue error
 	timeout := 3 * s.opts.HeartbeatInterval
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
@@ -158,8 +159,14 @@ loop:
 				delete(held, r.LeaseId)
 				mu.Unlock()
 				if !ok {
-					s.log.Warn("worker reported a lease it does not hold", "worker", id, "lease", r.LeaseId)
-					continue
+					// Another session's lease, one already answered, or a
+					// made-up id: nothing is recorded, and a worker that
+					// answers what it was not given is not trusted with
+					// the leases it holds either (they are requeued).
+					s.log.Warn("worker reported a lease it does not hold; ending its session", "worker", id, "lease", r.LeaseId)
+					why = fmt.Sprintf("worker %s reported lease %q, which this session does not hold", id, r.LeaseId)
+					rogue = status.Errorf(codes.FailedPrecondition, "lease %q is not held by this session: a worker may only answer the actions leased to it", r.LeaseId)
+					break loop
 				}
 				s.complete(r.LeaseId, decodeOutcome(r))
 				slots <- struct{}{}
@@ -182,6 +189,9 @@ loop:
 		s.leaseLost(lease, why)
 	}
 	mu.Unlock()
+	if rogue != nil {
+		return rogue
+	}
 	if ctx.Err() != nil && stream.Context().Err() == nil {
 		return status.Error(codes.Unavailable, why)
 	}

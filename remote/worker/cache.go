@@ -3,6 +3,7 @@ package worker
 import (
 	"container/list"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"syscall"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"github.com/ferrule-build/ferrule/remote/digest"
 	"github.com/ferrule-build/ferrule/remote/store"
 )
 
@@ -36,6 +38,9 @@ type fileCache struct {
 	size     int64
 	fetching map[string]*fetchCall
 	copyOnce sync.Once
+	// verify, when set and true, says actions could have changed entries
+	// they were given: each is hashed again before it is handed out.
+	verify func() bool
 }
 
 type cacheEntry struct {
@@ -88,6 +93,13 @@ func (c *fileCache) materialize(ctx context.Context, instance string, fn repb.Di
 		if err := c.ensure(ctx, instance, fn, d, mode, name); err != nil {
 			return err
 		}
+		if c.verify != nil && c.verify() && !c.intact(fn, d, mode, name) {
+			c.drop(name)
+			if attempt == 0 {
+				continue // fetch it again
+			}
+			return fmt.Errorf("file cache entry for blobs/%s/%d changed right after it was fetched", d.Hash, d.SizeBytes)
+		}
 		err := c.link(name, dst)
 		if err == nil {
 			return nil
@@ -96,6 +108,43 @@ func (c *fileCache) materialize(ctx context.Context, instance string, fn repb.Di
 			continue // evicted between ensure and link: fetch again
 		}
 		return err
+	}
+}
+
+// intact reports whether the entry name still has mode and the content of
+// d. An action that could write its inputs may have changed it.
+func (c *fileCache) intact(fn repb.DigestFunction_Value, d *repb.Digest, mode os.FileMode, name string) bool {
+	f, err := os.Open(c.path(name))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != mode || fi.Size() != d.SizeBytes {
+		c.log.Warn("file cache entry changed (mode or size): fetching it again", "entry", name)
+		return false
+	}
+	h, err := digest.New(fn)
+	if err != nil {
+		return false
+	}
+	if _, err := io.Copy(h, f); err != nil || hex.EncodeToString(h.Sum(nil)) != d.Hash {
+		c.log.Warn("file cache entry changed (content): fetching it again", "entry", name)
+		return false
+	}
+	return true
+}
+
+// drop forgets the entry name and removes its file (hardlinks in execution
+// roots keep their inode).
+func (c *fileCache) drop(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.entries[name]; ok {
+		c.size -= el.Value.(*cacheEntry).size
+		c.lru.Remove(el)
+		delete(c.entries, name)
+		os.Remove(c.path(name))
 	}
 }
 

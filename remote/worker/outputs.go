@@ -7,13 +7,14 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
+	"path"
 	"sort"
 	"strings"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"github.com/ferrule-build/ferrule/remote/digest"
 	"github.com/ferrule-build/ferrule/remote/store"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -43,18 +44,24 @@ func readBlob(ctx context.Context, st store.Store, instance string, fn repb.Dige
 }
 
 // createOutputParents creates the directories leading up to every output
-// path (but not output directories themselves), as REAPI requires.
-func createOutputParents(wd string, cmd *repb.Command) error {
+// path (but not output directories themselves), as REAPI requires, below
+// inputRoot (the working directory is wdRel below it) without following a
+// symlink out of it, owned by owner.
+func createOutputParents(inputRoot, wdRel string, cmd *repb.Command, owner idPair) error {
+	root, err := openRootDir(inputRoot)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	if err := mkdirBeneath(root, wdRel, owner); err != nil {
+		return fmt.Errorf("working directory: %w", err)
+	}
 	for _, p := range outputPaths(cmd) {
-		full, err := subPath(wd, p)
-		if err != nil {
+		if _, err := subPath("/", p); err != nil {
 			return err
 		}
-		if full == wd {
-			continue
-		}
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			return err
+		if err := mkdirBeneath(root, path.Dir(path.Join(wdRel, p)), owner); err != nil {
+			return invalidf("output %q: %v", p, err)
 		}
 	}
 	return nil
@@ -69,13 +76,17 @@ func outputPaths(cmd *repb.Command) []string {
 }
 
 // uploader computes digests of output files and uploads those the CAS lacks
-// in one FindMissing round.
+// in one FindMissing round. Output files are named by their path below
+// root (the input root, opened by collectOutputs) and reopened beneath it
+// for the upload, so nothing outside the input root is ever read.
 type uploader struct {
 	ctx      context.Context
 	st       store.Store
 	instance string
 	fn       repb.DigestFunction_Value
-	files    map[string]string // hash/size -> a path with that content
+	root     *os.File
+	files    map[string]string // hash/size -> a path with that content (below root when rooted)
+	rooted   map[string]bool   // hash/size -> files[id] is below root
 	blobs    map[string][]byte // hash/size -> in-memory blob (Tree messages)
 	digests  map[string]*repb.Digest
 }
@@ -88,6 +99,7 @@ func (u *uploader) remember(d *repb.Digest) string {
 	if u.digests == nil {
 		u.digests = map[string]*repb.Digest{}
 		u.files = map[string]string{}
+		u.rooted = map[string]bool{}
 		u.blobs = map[string][]byte{}
 	}
 	id := fmt.Sprintf("%s/%d", d.Hash, d.SizeBytes)
@@ -95,12 +107,14 @@ func (u *uploader) remember(d *repb.Digest) string {
 	return id
 }
 
-func (u *uploader) addFile(path string) (*repb.Digest, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
+// close releases the input root's descriptor.
+func (u *uploader) close() {
+	if u.root != nil {
+		u.root.Close()
 	}
-	defer f.Close()
+}
+
+func (u *uploader) hash(f *os.File) (*repb.Digest, error) {
 	h, err := digest.New(u.fn)
 	if err != nil {
 		return nil, err
@@ -109,8 +123,37 @@ func (u *uploader) addFile(path string) (*repb.Digest, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &repb.Digest{Hash: hex.EncodeToString(h.Sum(nil)), SizeBytes: n}
-	u.files[u.remember(d)] = path
+	return &repb.Digest{Hash: hex.EncodeToString(h.Sum(nil)), SizeBytes: n}, nil
+}
+
+// addFile adds a file of the worker's own (stdout, stderr) by its path.
+func (u *uploader) addFile(path string) (*repb.Digest, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	d, err := u.hash(f)
+	if err != nil {
+		return nil, err
+	}
+	id := u.remember(d)
+	if _, ok := u.files[id]; !ok {
+		u.files[id] = path
+	}
+	return d, nil
+}
+
+// addOutput adds the regular file f, which is rel below the input root.
+func (u *uploader) addOutput(f *os.File, rel string) (*repb.Digest, error) {
+	d, err := u.hash(f)
+	if err != nil {
+		return nil, err
+	}
+	id := u.remember(d)
+	if _, ok := u.files[id]; !ok {
+		u.files[id], u.rooted[id] = rel, true
+	}
 	return d, nil
 }
 
@@ -121,6 +164,21 @@ func (u *uploader) addBlob(data []byte) (*repb.Digest, error) {
 	}
 	u.blobs[u.remember(d)] = data
 	return d, nil
+}
+
+func (u *uploader) open(id string) (*os.File, error) {
+	if !u.rooted[id] {
+		return os.Open(u.files[id])
+	}
+	f, err := openBeneath(u.root, u.files[id], os.O_RDONLY|unix.O_NOFOLLOW)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, invalidf("output %q changed while it was collected", u.files[id])
+	}
+	return f, nil
 }
 
 func (u *uploader) flush() error {
@@ -145,7 +203,7 @@ func (u *uploader) flush() error {
 			}
 			continue
 		}
-		f, err := os.Open(u.files[id])
+		f, err := u.open(id)
 		if err != nil {
 			return err
 		}
@@ -158,27 +216,36 @@ func (u *uploader) flush() error {
 	return nil
 }
 
-// collectOutputs fills res with the outputs the command declared. Outputs
-// that do not exist are left out. Command.output_paths (REAPI 2.1+) wins
-// over the legacy output_files/output_directories, which REAPI 2.0 clients
-// such as Bazel 4 send.
-func collectOutputs(u *uploader, res *repb.ActionResult, wd string, cmd *repb.Command) error {
+// collectOutputs fills res with the outputs the command declared, read
+// below inputRoot (the working directory is wdRel below it) with no symlink
+// followed out of it. Outputs that do not exist are left out; one whose
+// path leads out of the input root is an INVALID_ARGUMENT error naming it.
+// Command.output_paths (REAPI 2.1+) wins over the legacy
+// output_files/output_directories, which REAPI 2.0 clients such as Bazel 4
+// send.
+func collectOutputs(u *uploader, res *repb.ActionResult, inputRoot, wdRel string, cmd *repb.Command) error {
 	u.remember(&repb.Digest{}) // initialise maps
+	root, err := openRootDir(inputRoot)
+	if err != nil {
+		return err
+	}
+	u.root = root
+	c := collector{u: u, res: res, wd: wdRel}
 	if len(cmd.OutputPaths) > 0 {
 		for _, p := range cmd.OutputPaths {
-			if err := collectOne(u, res, wd, p, kindAny, true); err != nil {
+			if err := c.one(p, kindAny, true); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
 	for _, p := range cmd.OutputFiles {
-		if err := collectOne(u, res, wd, p, kindFile, false); err != nil {
+		if err := c.one(p, kindFile, false); err != nil {
 			return err
 		}
 	}
 	for _, p := range cmd.OutputDirectories {
-		if err := collectOne(u, res, wd, p, kindDir, false); err != nil {
+		if err := c.one(p, kindDir, false); err != nil {
 			return err
 		}
 	}
@@ -193,21 +260,40 @@ const (
 	kindDir
 )
 
-func collectOne(u *uploader, res *repb.ActionResult, wd, rel string, want outKind, pathsAPI bool) error {
-	full, err := subPath(wd, rel)
+type collector struct {
+	u   *uploader
+	res *repb.ActionResult
+	wd  string // working directory below the input root
+}
+
+func (c *collector) one(rel string, want outKind, pathsAPI bool) error {
+	if _, err := subPath("/", rel); err != nil {
+		return err
+	}
+	full := path.Join(c.wd, rel)
+	parent, err := openBeneath(c.u.root, path.Dir(full), unix.O_PATH|unix.O_DIRECTORY)
+	if errors.Is(err, errEscapes) {
+		return invalidf("output %q is not collected: %v", rel, err)
+	}
+	if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENOTDIR) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
-	fi, err := os.Lstat(full)
+	defer parent.Close()
+	name := path.Base(full)
+	e, err := lstatAt(parent, name)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
+	res := c.res
 	switch {
-	case fi.Mode()&os.ModeSymlink != 0:
-		target, err := os.Readlink(full)
+	case e.isSymlink():
+		target, err := readlinkAt(parent, name)
 		if err != nil {
 			return err
 		}
@@ -220,11 +306,16 @@ func collectOne(u *uploader, res *repb.ActionResult, wd, rel string, want outKin
 		default:
 			res.OutputFileSymlinks = append(res.OutputFileSymlinks, sl)
 		}
-	case fi.IsDir():
+	case e.isDir():
 		if want == kindFile {
 			return invalidf("output file %q is a directory", rel)
 		}
-		tree, err := buildTree(u, full)
+		dir, err := openAt(parent, name, os.O_RDONLY|unix.O_DIRECTORY)
+		if err != nil {
+			return err
+		}
+		tree, err := c.tree(dir, full)
+		dir.Close()
 		if err != nil {
 			return err
 		}
@@ -232,32 +323,37 @@ func collectOne(u *uploader, res *repb.ActionResult, wd, rel string, want outKin
 		if err != nil {
 			return err
 		}
-		td, err := u.addBlob(data)
+		td, err := c.u.addBlob(data)
 		if err != nil {
 			return err
 		}
 		res.OutputDirectories = append(res.OutputDirectories, &repb.OutputDirectory{Path: rel, TreeDigest: td})
-	case fi.Mode().IsRegular():
+	case e.isRegular():
 		if want == kindDir {
 			return invalidf("output directory %q is a file", rel)
 		}
-		d, err := u.addFile(full)
+		f, err := openAt(parent, name, os.O_RDONLY|unix.O_NONBLOCK)
 		if err != nil {
 			return err
 		}
-		res.OutputFiles = append(res.OutputFiles, &repb.OutputFile{Path: rel, Digest: d, IsExecutable: fi.Mode()&0o111 != 0})
+		d, err := c.u.addOutput(f, full)
+		f.Close()
+		if err != nil {
+			return err
+		}
+		res.OutputFiles = append(res.OutputFiles, &repb.OutputFile{Path: rel, Digest: d, IsExecutable: e.executable()})
 	default:
 		return invalidf("output %q is neither a file, a directory nor a symlink", rel)
 	}
 	return nil
 }
 
-// buildTree turns the directory at dir into a Tree message, uploading its
-// files. Children are deduplicated by content.
-func buildTree(u *uploader, dir string) (*repb.Tree, error) {
+// tree turns the open directory dir (rel below the input root) into a
+// Tree message, uploading its files. Children are deduplicated by content.
+func (c *collector) tree(dir *os.File, rel string) (*repb.Tree, error) {
 	tree := &repb.Tree{}
 	seen := map[string]bool{}
-	root, err := buildDirectory(u, dir, tree, seen, 0)
+	root, err := c.directory(dir, rel, tree, seen, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -265,31 +361,36 @@ func buildTree(u *uploader, dir string) (*repb.Tree, error) {
 	return tree, nil
 }
 
-func buildDirectory(u *uploader, dir string, tree *repb.Tree, seen map[string]bool, depth int) (*repb.Directory, error) {
+func (c *collector) directory(dir *os.File, rel string, tree *repb.Tree, seen map[string]bool, depth int) (*repb.Directory, error) {
 	if depth > 512 {
 		return nil, invalidf("output directory deeper than 512 levels")
 	}
-	ents, err := os.ReadDir(dir)
+	names, err := dir.Readdirnames(-1)
 	if err != nil {
 		return nil, err
 	}
-	sort.Slice(ents, func(i, j int) bool { return ents[i].Name() < ents[j].Name() })
+	sort.Strings(names)
 	out := &repb.Directory{}
-	for _, e := range ents {
-		p := filepath.Join(dir, e.Name())
-		fi, err := os.Lstat(p)
+	for _, name := range names {
+		e, err := lstatAt(dir, name)
 		if err != nil {
 			return nil, err
 		}
+		p := path.Join(rel, name)
 		switch {
-		case fi.Mode()&os.ModeSymlink != 0:
-			target, err := os.Readlink(p)
+		case e.isSymlink():
+			target, err := readlinkAt(dir, name)
 			if err != nil {
 				return nil, err
 			}
-			out.Symlinks = append(out.Symlinks, &repb.SymlinkNode{Name: e.Name(), Target: target})
-		case fi.IsDir():
-			child, err := buildDirectory(u, p, tree, seen, depth+1)
+			out.Symlinks = append(out.Symlinks, &repb.SymlinkNode{Name: name, Target: target})
+		case e.isDir():
+			sub, err := openAt(dir, name, os.O_RDONLY|unix.O_DIRECTORY)
+			if err != nil {
+				return nil, err
+			}
+			child, err := c.directory(sub, p, tree, seen, depth+1)
+			sub.Close()
 			if err != nil {
 				return nil, err
 			}
@@ -297,7 +398,7 @@ func buildDirectory(u *uploader, dir string, tree *repb.Tree, seen map[string]bo
 			if err != nil {
 				return nil, err
 			}
-			d, err := digest.Of(u.fn, data)
+			d, err := digest.Of(c.u.fn, data)
 			if err != nil {
 				return nil, err
 			}
@@ -305,13 +406,18 @@ func buildDirectory(u *uploader, dir string, tree *repb.Tree, seen map[string]bo
 				seen[d.Hash] = true
 				tree.Children = append(tree.Children, child)
 			}
-			out.Directories = append(out.Directories, &repb.DirectoryNode{Name: e.Name(), Digest: d})
-		case fi.Mode().IsRegular():
-			d, err := u.addFile(p)
+			out.Directories = append(out.Directories, &repb.DirectoryNode{Name: name, Digest: d})
+		case e.isRegular():
+			f, err := openAt(dir, name, os.O_RDONLY|unix.O_NONBLOCK)
 			if err != nil {
 				return nil, err
 			}
-			out.Files = append(out.Files, &repb.FileNode{Name: e.Name(), Digest: d, IsExecutable: fi.Mode()&0o111 != 0})
+			d, err := c.u.addOutput(f, p)
+			f.Close()
+			if err != nil {
+				return nil, err
+			}
+			out.Files = append(out.Files, &repb.FileNode{Name: name, Digest: d, IsExecutable: e.executable()})
 		}
 	}
 	return out, nil

@@ -1,21 +1,16 @@
 package worker
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 )
 
-// Actions inside a toolchain root (Options.Root): the worker starts its own
-// executable in the action's new namespaces as a launcher, which
-// bind-mounts the action's input root into the toolchain root, pivots into
-// it, and execs the action's program there. The toolchain root's own files
-// are never written: its /tmp is a fresh tmpfs, and the input root is
-// mounted below it.
+// Actions inside a toolchain root (Options.Root) see it, read-only, as
+// their root file system (see sandbox_linux.go); its /tmp is a fresh tmpfs
+// with the input root mounted below it.
 
 // RootPlatformProperty is the platform property a worker with a toolchain
 // root offers, with the root's digest (the SHA-256 of its package
@@ -23,28 +18,8 @@ import (
 // --remote_default_exec_properties=toolchain-root=<digest>.
 const RootPlatformProperty = "toolchain-root"
 
-// rootExecEnv marks a process as the launcher and carries its spec; it is
-// removed from the environment before the action's program runs.
-const rootExecEnv = "FERRULE_WORKER_ROOT_EXEC"
-
-// execMount is where the input root appears inside the toolchain root.
+// execMount is where the input root appears inside the sandbox.
 const execMount = "/tmp/ferrule-exec"
-
-type rootSpec struct {
-	Root      string `json:"root"`
-	InputRoot string `json:"input_root"`
-	Dir       string `json:"dir"`
-	Program   string `json:"program"`
-	NewProc   bool   `json:"new_proc"`
-}
-
-func init() {
-	if spec := os.Getenv(rootExecEnv); spec != "" {
-		err := launchInRoot(spec)
-		fmt.Fprintf(os.Stderr, "ferrule worker: running the action in its toolchain root: %v\n", err)
-		os.Exit(127)
-	}
-}
 
 // ReadRootDigest checks that dir is a complete toolchain root (as
 // tools/root.sh builds it) and returns its digest.
@@ -58,21 +33,6 @@ func ReadRootDigest(dir string) (string, error) {
 		return "", fmt.Errorf("%s: etc/ferrule-root/digest holds %q, not a SHA-256", dir, d)
 	}
 	return d, nil
-}
-
-// rootCommand returns the launcher's path, arguments and environment for
-// running prog (a path inside the toolchain root or under inputRoot) with
-// args and env in wd.
-func rootCommand(root, inputRoot, wd, prog string, args, env []string, newProc bool) (string, []string, []string, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return "", nil, nil, fmt.Errorf("cannot find the worker's own executable for the root launcher: %w", err)
-	}
-	spec, err := json.Marshal(rootSpec{Root: root, InputRoot: inputRoot, Dir: wd, Program: prog, NewProc: newProc})
-	if err != nil {
-		return "", nil, nil, err
-	}
-	return self, args, append(append([]string{}, env...), rootExecEnv+"="+string(spec)), nil
 }
 
 // resolveInRoot finds a bare program name through PATH inside the root and
@@ -97,69 +57,4 @@ func inside(inputRoot, p string) string {
 		return p
 	}
 	return filepath.Join(execMount, rel)
-}
-
-// launchInRoot runs in the launcher process (new mount namespace): it
-// only returns on error.
-func launchInRoot(specJSON string) error {
-	var spec rootSpec
-	if err := json.Unmarshal([]byte(specJSON), &spec); err != nil {
-		return fmt.Errorf("bad launcher spec: %w", err)
-	}
-	env := make([]string, 0, len(os.Environ()))
-	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, rootExecEnv+"=") {
-			env = append(env, e)
-		}
-	}
-	r := spec.Root
-	steps := []struct {
-		what string
-		do   func() error
-	}{
-		{"make mounts private", func() error { return syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, "") }},
-		{"bind the root", func() error { return syscall.Mount(r, r, "", syscall.MS_BIND|syscall.MS_REC, "") }},
-		{"mount /tmp", func() error {
-			return syscall.Mount("tmpfs", filepath.Join(r, "tmp"), "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, "mode=1777")
-		}},
-		{"bind the input root", func() error {
-			if err := os.MkdirAll(filepath.Join(r, execMount), 0o755); err != nil {
-				return err
-			}
-			return syscall.Mount(spec.InputRoot, filepath.Join(r, execMount), "", syscall.MS_BIND|syscall.MS_REC, "")
-		}},
-		{"bind /dev", func() error {
-			return syscall.Mount("/dev", filepath.Join(r, "dev"), "", syscall.MS_BIND|syscall.MS_REC, "")
-		}},
-		{"mount /proc", func() error {
-			if spec.NewProc {
-				return syscall.Mount("proc", filepath.Join(r, "proc"), "proc", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, "")
-			}
-			return syscall.Mount("/proc", filepath.Join(r, "proc"), "", syscall.MS_BIND|syscall.MS_REC, "")
-		}},
-		{"pivot_root", func() error {
-			old := filepath.Join(r, "tmp", ".oldroot")
-			if err := os.MkdirAll(old, 0o700); err != nil {
-				return err
-			}
-			if err := syscall.PivotRoot(r, old); err != nil {
-				return err
-			}
-			if err := syscall.Chdir("/"); err != nil {
-				return err
-			}
-			if err := syscall.Unmount("/tmp/.oldroot", syscall.MNT_DETACH); err != nil {
-				return err
-			}
-			return os.Remove("/tmp/.oldroot")
-		}},
-		{"enter the working directory", func() error { return syscall.Chdir(inside(spec.InputRoot, spec.Dir)) }},
-	}
-	for _, s := range steps {
-		if err := s.do(); err != nil {
-			return fmt.Errorf("%s: %w", s.what, err)
-		}
-	}
-	prog := inside(spec.InputRoot, spec.Program)
-	return fmt.Errorf("exec %s: %w", prog, syscall.Exec(prog, os.Args, env))
 }

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -18,30 +19,55 @@ import (
 
 // namespaceFlags are the namespaces an action gets where the kernel allows:
 // its own mount table, its own pid space (so killing its first process kills
-// everything it started) and its own network stack (no network at all: only
-// a loopback interface that is down).
+// everything it started) and its own network stack (only loopback). A
+// worker that is not root adds a user namespace (see sandbox_linux.go).
 const namespaceFlags = syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWNET
 
 type sandbox struct {
-	log   *slog.Logger
-	root  string // toolchain root actions run in ("" for the host's file system)
-	mu    sync.Mutex
-	flags uintptr
+	log    *slog.Logger
+	root   string   // toolchain root actions run in ("" for paths)
+	paths  []string // host paths actions see without a toolchain root
+	limits ActionLimits
+	userNS bool // the worker is not root: namespaces come with a user namespace
+	mu     sync.Mutex
+	flags  uintptr
 }
 
-func newSandbox(namespaces bool, root string, log *slog.Logger) *sandbox {
-	s := &sandbox{log: log, root: root}
+func newSandbox(namespaces bool, root string, paths []string, limits ActionLimits, log *slog.Logger) *sandbox {
+	if paths == nil {
+		paths = HostPaths
+	}
+	s := &sandbox{log: log, root: root, paths: paths, limits: limits.WithDefaults(), userNS: os.Geteuid() != 0}
 	if !namespaces {
-		log.Info("sandbox: namespaces disabled by configuration; actions share the host's mount, pid and network namespaces")
+		log.Warn("sandbox: namespaces disabled by configuration; actions run as the worker's user on the host's file system, without limits")
 		return s
 	}
-	s.flags = probeNamespaces(log)
+	s.flags = s.probe()
+	if s.flags&syscall.CLONE_NEWNS != 0 {
+		who := fmt.Sprintf("uid %d without capabilities", ActionUID)
+		if s.userNS {
+			who = "the worker's uid in a user namespace, without capabilities (the file cache verifies inputs it hands out again)"
+		}
+		log.Info("sandbox: actions run in a private root as "+who, "root", root, "limits", fmt.Sprintf("%+v", s.limits))
+	}
 	return s
 }
 
-// probeNamespaces finds out which namespaces this process may create by
-// starting /bin/sh in them, and logs what it has to do without.
-func probeNamespaces(log *slog.Logger) uintptr {
+func (s *sandbox) attr(flags uintptr) *syscall.SysProcAttr {
+	a := &syscall.SysProcAttr{Setpgid: true, Cloneflags: flags, Pdeathsig: syscall.SIGKILL}
+	if s.userNS && flags != 0 {
+		a.Cloneflags |= syscall.CLONE_NEWUSER
+		a.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Geteuid(), Size: 1}}
+		a.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getegid(), Size: 1}}
+		a.GidMappingsEnableSetgroups = false
+	}
+	return a
+}
+
+// probe finds out which namespaces this process may create by starting
+// /bin/sh in them, and logs what it has to do without.
+func (s *sandbox) probe() uintptr {
+	log := s.log
 	sh := "/bin/sh"
 	if _, err := os.Stat(sh); err != nil {
 		log.Info("sandbox: no /bin/sh to probe namespaces with; trying them on the first action")
@@ -50,11 +76,10 @@ func probeNamespaces(log *slog.Logger) uintptr {
 	try := func(flags uintptr) error {
 		c := exec.Command(sh, "-c", "exit 0")
 		c.Env = []string{}
-		c.SysProcAttr = &syscall.SysProcAttr{Cloneflags: flags, Setpgid: true}
+		c.SysProcAttr = s.attr(flags)
 		return c.Run()
 	}
 	if err := try(namespaceFlags); err == nil {
-		log.Info("sandbox: actions run in their own mount, pid and network namespaces")
 		return namespaceFlags
 	}
 	var ok uintptr
@@ -69,16 +94,42 @@ func probeNamespaces(log *slog.Logger) uintptr {
 			missing = append(missing, f.name+" ("+err.Error()+")")
 		}
 	}
-	log.Warn("sandbox: the kernel does not let this process create some namespaces; actions run without them",
-		"unavailable", strings.Join(missing, ", "))
+	if ok&syscall.CLONE_NEWNS == 0 {
+		log.Warn("sandbox: the kernel does not let this process create a mount namespace; actions run UNSANDBOXED, as the worker's user on the host's file system",
+			"unavailable", strings.Join(missing, ", "))
+	} else {
+		log.Warn("sandbox: the kernel does not let this process create some namespaces; actions run without them",
+			"unavailable", strings.Join(missing, ", "))
+	}
 	return ok
 }
 
+// sandboxed reports whether actions run in the private root.
+func (s *sandbox) sandboxed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.flags&syscall.CLONE_NEWNS != 0
+}
+
+// inputsImmutable reports whether an action cannot change the input files
+// it is given (hardlinks into the file cache): it runs under another uid
+// than their owner, without capabilities.
+func (s *sandbox) inputsImmutable() bool { return s.sandboxed() && !s.userNS }
+
+// owner is who the directories of an input root belong to, so the action
+// can create outputs in them ({-1, -1}: the worker itself).
+func (s *sandbox) owner() idPair {
+	if s.inputsImmutable() {
+		return idPair{ActionUID, ActionGID}
+	}
+	return idPair{-1, -1}
+}
+
 // run runs cmd with exactly its own environment in wd, writing stdout and
-// stderr to the given files. A timeout (0: none) or a cancelled ctx kills the
-// whole process group. err is set when the program could not be started or
-// waited for; timedOut says the timeout fired.
-func (s *sandbox) run(ctx context.Context, cmd *repb.Command, inputRoot, wd string, stdout, stderr io.Writer, timeout time.Duration) (exit int, timedOut bool, err error) {
+// stderr to the given files, within limits. A timeout (0: none) or a
+// cancelled ctx kills the whole process group. err is set when the program
+// could not be started or waited for; timedOut says the timeout fired.
+func (s *sandbox) run(ctx context.Context, cmd *repb.Command, inputRoot, wd string, limits ActionLimits, stdout, stderr io.Writer, timeout time.Duration) (exit int, timedOut bool, err error) {
 	env := make([]string, 0, len(cmd.EnvironmentVariables))
 	pathVar := ""
 	for _, e := range cmd.EnvironmentVariables {
@@ -99,12 +150,25 @@ func (s *sandbox) run(ctx context.Context, cmd *repb.Command, inputRoot, wd stri
 	s.mu.Lock()
 	flags := s.flags
 	s.mu.Unlock()
-	path, args := prog, cmd.Arguments
-	if s.root != "" {
-		if flags&syscall.CLONE_NEWNS == 0 {
-			return -1, false, errors.New("actions in a toolchain root need a mount namespace, which this worker cannot create")
+	path, args, plainEnv := prog, cmd.Arguments, env
+	if flags&syscall.CLONE_NEWNS == 0 && s.root != "" {
+		return -1, false, errors.New("actions in a toolchain root need a mount namespace, which this worker cannot create")
+	}
+	if flags&syscall.CLONE_NEWNS != 0 {
+		spec := launchSpec{Root: s.root, InputRoot: inputRoot, Dir: wd, Program: prog,
+			NewProc: flags&syscall.CLONE_NEWPID != 0, Loopback: flags&syscall.CLONE_NEWNET != 0,
+			UID: -1, GID: -1, Limits: limits}
+		if s.root == "" {
+			spec.Stage = filepath.Join(filepath.Dir(inputRoot), "sandbox")
+			spec.HostPaths = s.paths
+			if err := os.Mkdir(spec.Stage, 0o700); err != nil {
+				return -1, false, err
+			}
 		}
-		if path, args, env, err = rootCommand(s.root, inputRoot, wd, prog, cmd.Arguments, env, flags&syscall.CLONE_NEWPID != 0); err != nil {
+		if !s.userNS {
+			spec.UID, spec.GID = ActionUID, ActionGID
+		}
+		if path, env, err = launchCommand(spec, env); err != nil {
 			return -1, false, err
 		}
 	}
@@ -112,14 +176,15 @@ func (s *sandbox) run(ctx context.Context, cmd *repb.Command, inputRoot, wd stri
 	var c *exec.Cmd
 	for {
 		c = &exec.Cmd{Path: path, Args: args, Env: env, Dir: wd, Stdout: stdout, Stderr: stderr}
-		c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Cloneflags: flags, Pdeathsig: syscall.SIGKILL}
+		c.SysProcAttr = s.attr(flags)
 		err = c.Start()
 		if err != nil && flags != 0 && s.root == "" && (errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EUSERS)) {
-			s.log.Warn("sandbox: cannot create namespaces, running actions without them", "err", err)
+			s.log.Warn("sandbox: cannot create namespaces, running actions UNSANDBOXED", "err", err)
 			s.mu.Lock()
 			s.flags = 0
 			s.mu.Unlock()
 			flags = 0
+			path, env = prog, plainEnv
 			continue
 		}
 		break

@@ -2,6 +2,8 @@ package worker
 
 import (
 	"context"
+	"errors"
+	"io"
 	"sync"
 	"time"
 
@@ -37,6 +39,9 @@ func Serve(ctx context.Context, conn grpc.ClientConnInterface, r *Runner, platfo
 		return stream.Send(m)
 	}
 	if err := send(&workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Hello{Hello: hello}}); err != nil {
+		if errors.Is(err, io.EOF) { // the server ended the stream: Recv has its status
+			_, err = stream.Recv()
+		}
 		return err
 	}
 	first, err := stream.Recv()

@@ -1,10 +1,12 @@
 // Package worker runs REAPI actions: it materialises an action's input root
 // from the CAS through a local file cache of hardlinks, runs the command in a
-// sandbox (own working directory, exactly the Command's environment, separate
-// mount, pid and network namespaces where the kernel allows, a wall-clock
-// timeout that kills the whole process group), and uploads the outputs,
-// stdout and stderr to the CAS. It builds the ActionResult but never writes
-// the Action Cache: that is the scheduler's job.
+// sandbox (exactly the Command's environment; where the kernel allows, a
+// private read-only root with the input root, its own /proc, loopback only,
+// an unprivileged uid without capabilities and rlimits: sandbox_linux.go; a
+// wall-clock timeout that kills the whole process group), and uploads the
+// outputs, read beneath the input root (beneath.go), stdout and stderr to
+// the CAS. It builds the ActionResult but never writes the Action Cache:
+// that is the scheduler's job.
 //
 // A Runner talks to storage only through store.Store: an in-process worker
 // gets the server's store, a `ferrule worker` process a store that speaks
@@ -76,7 +78,13 @@ type Options struct {
 	Root string
 	// Limits bound what one input root may make the worker create.
 	Limits Limits
-	Logger *slog.Logger
+	// ActionLimits bound what a running action may use (memory, processes,
+	// file size); actions may ask for less with platform properties.
+	ActionLimits ActionLimits
+	// SandboxPaths are the host paths actions see, read-only, when there
+	// is no Root (nil: HostPaths).
+	SandboxPaths []string
+	Logger       *slog.Logger
 }
 
 // Runner runs Tasks. It is safe for concurrent use.
@@ -140,7 +148,9 @@ func New(opts Options) (*Runner, error) {
 	if err := os.MkdirAll(execDir, 0o755); err != nil {
 		return nil, err
 	}
-	return &Runner{opts: opts, log: log, cache: cache, execDir: execDir, sandbox: newSandbox(!opts.NoNamespaces, opts.Root, log)}, nil
+	sb := newSandbox(!opts.NoNamespaces, opts.Root, opts.SandboxPaths, opts.ActionLimits, log)
+	cache.verify = func() bool { return !sb.inputsImmutable() }
+	return &Runner{opts: opts, log: log, cache: cache, execDir: execDir, sandbox: sb}, nil
 }
 
 // ID is the worker's name.
@@ -194,8 +204,13 @@ func (r *Runner) run(ctx context.Context, t *Task) Outcome {
 	}
 	defer removeAll(root)
 	inputRoot := filepath.Join(root, "root")
-	if err := os.Mkdir(inputRoot, 0o755); err != nil {
+	owner := r.sandbox.owner()
+	if err := mkdirOwned(inputRoot, owner); err != nil {
 		return Outcome{Status: statusOf(codes.Internal, "creating input root: %v", err)}
+	}
+	limits, err := r.sandbox.limits.ForAction(platformOf(t))
+	if err != nil {
+		return Outcome{Status: statusOf(codes.InvalidArgument, "%v", err)}
 	}
 
 	// The action's timeout covers materialising its inputs too.
@@ -207,7 +222,7 @@ func (r *Runner) run(ctx context.Context, t *Task) Outcome {
 		mctx, cancel = context.WithTimeout(ctx, t.Timeout)
 		defer cancel()
 	}
-	if err := r.materialize(mctx, t, inputRoot); err != nil {
+	if err := r.materialize(mctx, t, inputRoot, owner); err != nil {
 		if ctx.Err() == nil && mctx.Err() != nil {
 			return Outcome{Status: statusOf(codes.DeadlineExceeded, "action timed out after %v while materialising its input root", t.Timeout)}
 		}
@@ -225,11 +240,8 @@ func (r *Runner) run(ctx context.Context, t *Task) Outcome {
 	if err != nil {
 		return Outcome{Status: statusOf(codes.InvalidArgument, "working directory: %v", err)}
 	}
-	if err := os.MkdirAll(wd, 0o755); err != nil {
-		return Outcome{Status: statusOf(codes.Internal, "creating working directory: %v", err)}
-	}
-	if err := createOutputParents(wd, t.Command); err != nil {
-		return Outcome{Status: statusOf(codes.InvalidArgument, "output paths: %v", err)}
+	if err := createOutputParents(inputRoot, t.Command.WorkingDirectory, t.Command, owner); err != nil {
+		return Outcome{Status: errorStatus(err, "creating the output paths' directories")}
 	}
 
 	stdout, err := os.Create(filepath.Join(root, "stdout"))
@@ -244,7 +256,7 @@ func (r *Runner) run(ctx context.Context, t *Task) Outcome {
 	defer stderr.Close()
 
 	meta.ExecutionStartTimestamp = timestamppb.Now()
-	exit, timedOut, runErr := r.sandbox.run(ctx, t.Command, inputRoot, wd, stdout, stderr, timeout)
+	exit, timedOut, runErr := r.sandbox.run(ctx, t.Command, inputRoot, wd, limits, stdout, stderr, timeout)
 	meta.ExecutionCompletedTimestamp = timestamppb.Now()
 	if runErr != nil && !timedOut {
 		if ctx.Err() != nil {
@@ -259,7 +271,8 @@ func (r *Runner) run(ctx context.Context, t *Task) Outcome {
 	meta.OutputUploadStartTimestamp = timestamppb.Now()
 	res := &repb.ActionResult{ExitCode: int32(exit)}
 	up := &uploader{ctx: ctx, st: r.opts.Store, instance: t.Instance, fn: t.Function}
-	if err := collectOutputs(up, res, wd, t.Command); err != nil {
+	defer up.close()
+	if err := collectOutputs(up, res, inputRoot, t.Command.WorkingDirectory, t.Command); err != nil {
 		return Outcome{Status: errorStatus(err, "collecting outputs")}
 	}
 	if res.StdoutDigest, err = up.addFile(stdout.Name()); err != nil {
@@ -346,11 +359,11 @@ func validName(name string) error {
 
 // materialize builds the input root under dir, within r's Limits and
 // until ctx ends.
-func (r *Runner) materialize(ctx context.Context, t *Task, dir string) error {
+func (r *Runner) materialize(ctx context.Context, t *Task, dir string, owner idPair) error {
 	if err := digest.Validate(t.Function, t.Action.InputRootDigest); err != nil {
 		return invalidf("input root: %v", err)
 	}
-	m := &materializer{r: r, t: t, limits: r.opts.Limits.WithDefaults(), dirs: map[string]*repb.Directory{}}
+	m := &materializer{r: r, t: t, limits: r.opts.Limits.WithDefaults(), dirs: map[string]*repb.Directory{}, owner: owner}
 	return m.dir(ctx, t.Action.InputRootDigest, dir, 0)
 }
 
@@ -362,6 +375,7 @@ type materializer struct {
 	limits       Limits
 	dirs         map[string]*repb.Directory
 	paths, bytes int64
+	owner        idPair // of the directories, so the action can write in them
 }
 
 // add counts one created path of n bytes.
@@ -432,12 +446,23 @@ func (m *materializer) dir(ctx context.Context, d *repb.Digest, dir string, dept
 			return err
 		}
 		p := filepath.Join(dir, sub.Name)
-		if err := os.Mkdir(p, 0o755); err != nil {
+		if err := mkdirOwned(p, m.owner); err != nil {
 			return err
 		}
 		if err := m.dir(ctx, sub.Digest, p, depth+1); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// mkdirOwned creates dir (mode 0755) owned by owner.
+func mkdirOwned(dir string, owner idPair) error {
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return err
+	}
+	if owner.uid >= 0 {
+		return os.Lchown(dir, owner.uid, owner.gid)
 	}
 	return nil
 }

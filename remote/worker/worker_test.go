@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -175,9 +174,9 @@ func TestOutputsLegacyAndPaths(t *testing.T) {
 
 func TestTimeoutKillsProcessGroup(t *testing.T) {
 	f := newFixture(t)
-	pidFile := filepath.Join(t.TempDir(), "pid")
-	// A background grandchild that would outlive a kill of sh alone.
-	cmd := sh(`sleep 300 & echo $! > ` + pidFile + `; echo started; wait`)
+	// A background grandchild that would outlive a kill of sh alone; its
+	// pid goes to stderr.
+	cmd := sh(`sleep 300 & echo $! >&2; echo started; wait`)
 	out := f.run(cmd, nil, 300*time.Millisecond)
 	if codes.Code(out.Status.GetCode()) != codes.DeadlineExceeded {
 		t.Fatalf("status %v, want DEADLINE_EXCEEDED", out.Status)
@@ -185,14 +184,11 @@ func TestTimeoutKillsProcessGroup(t *testing.T) {
 	if got := f.get(out.Result.StdoutDigest); got != "started\n" {
 		t.Errorf("stdout = %q", got)
 	}
-	data, err := os.ReadFile(pidFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := f.get(out.Result.StderrDigest)
 	// In a pid namespace the pid is not ours to check; outside one it is.
 	if f.r.sandbox.flags&syscall.CLONE_NEWPID == 0 {
 		var pid int
-		for _, c := range strings.TrimSpace(string(data)) {
+		for _, c := range strings.TrimSpace(data) {
 			pid = pid*10 + int(c-'0')
 		}
 		if err := syscall.Kill(pid, 0); err == nil {
