@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ferrule-build/ferrule/remote/bench"
+	"github.com/ferrule-build/ferrule/remote/clientcreds"
 )
 
 // sizeFlag is a byte count flag that accepts units ("4KiB", "4MiB").
@@ -83,7 +84,10 @@ func runBench(fs *flag.FlagSet, args []string) error {
 	if err != nil {
 		return usagef("%v", err)
 	}
-	dialOpts, err := clientCredentials(useTLS || *caFile != "" || *clientCert != "", *caFile, *clientCert, *clientKey, *token)
+	dialOpts, err := clientcreds.Config{
+		TLS: useTLS, CAFile: *caFile, CertFile: *clientCert, KeyFile: *clientKey, Token: *token,
+		CAFlag: "--tls_ca_file", CertFlag: "--tls_client_certificate", KeyFlag: "--tls_client_key",
+	}.DialOptions()
 	if err != nil {
 		return err
 	}

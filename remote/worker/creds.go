@@ -1,20 +1,16 @@
 package worker
 
 import (
-	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+
+	"github.com/ferrule-build/ferrule/remote/clientcreds"
 )
 
 // Credentials are what a worker presents to its scheduler (and CAS): a
@@ -57,76 +53,22 @@ func (c Credentials) Describe() string {
 // DialOptions reads the files and returns the options that make a
 // connection present the credentials.
 func (c Credentials) DialOptions() ([]grpc.DialOption, error) {
-	var opts []grpc.DialOption
-	if (c.ClientCertFile == "") != (c.ClientKeyFile == "") {
-		return nil, fmt.Errorf("%s and %s go together", FlagClientCertFile, FlagClientKeyFile)
-	}
-	if c.CAFile == "" && c.ClientCertFile != "" {
+	if c.CAFile == "" && c.ClientCertFile != "" && c.ClientKeyFile != "" {
 		return nil, fmt.Errorf("%s needs %s (the CA that signed the server's certificate)", FlagClientCertFile, FlagCAFile)
 	}
-	secure := c.CAFile != ""
-	if secure {
-		pem, err := os.ReadFile(c.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", FlagCAFile, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s %s: no PEM certificate in it", FlagCAFile, c.CAFile)
-		}
-		cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-		if c.ClientCertFile != "" {
-			cert, err := tls.LoadX509KeyPair(c.ClientCertFile, c.ClientKeyFile)
-			if err != nil {
-				return nil, fmt.Errorf("%s %s / %s %s: %w", FlagClientCertFile, c.ClientCertFile, FlagClientKeyFile, c.ClientKeyFile, err)
-			}
-			cfg.Certificates = []tls.Certificate{cert}
-		}
-		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
-	} else {
-		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cfg := clientcreds.Config{
+		CAFile: c.CAFile, CertFile: c.ClientCertFile, KeyFile: c.ClientKeyFile,
+		CAFlag: FlagCAFile, CertFlag: FlagClientCertFile, KeyFlag: FlagClientKeyFile,
 	}
 	if c.TokenFile != "" {
-		tok, err := readToken(c.TokenFile)
+		tok, err := clientcreds.ReadToken(FlagTokenFile, c.TokenFile)
 		if err != nil {
 			return nil, err
 		}
-		opts = append(opts, grpc.WithPerRPCCredentials(bearer{token: tok, secure: secure}))
+		cfg.Token = tok
 	}
-	return opts, nil
+	return cfg.DialOptions()
 }
-
-func readToken(file string) (string, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", FlagTokenFile, err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if line = strings.TrimSpace(line); line != "" {
-			if strings.ContainsAny(line, " \t") {
-				return "", fmt.Errorf("%s %s: the token contains white space", FlagTokenFile, file)
-			}
-			return line, nil
-		}
-	}
-	return "", fmt.Errorf("%s %s: the file holds no token", FlagTokenFile, file)
-}
-
-// bearer sends the token on every call. Without TLS it still sends it (a
-// worker on loopback); secure says whether the transport is TLS.
-type bearer struct {
-	token  string
-	secure bool
-}
-
-func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{"authorization": "Bearer " + b.token}, nil
-}
-
-func (b bearer) RequireTransportSecurity() bool { return b.secure }
-
-// String keeps the token out of anything that prints a bearer.
-func (b bearer) String() string { return "bearer(redacted)" }
 
 // RefusedError says the scheduler refused the worker's credentials: a
 // worker stops instead of reconnecting.
