@@ -18,10 +18,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc/codes"
@@ -33,6 +35,7 @@ import (
 	"github.com/ferrule-build/ferrule/remote/resource"
 	"github.com/ferrule-build/ferrule/remote/rpcstatus"
 	"github.com/ferrule-build/ferrule/remote/store"
+	"github.com/ferrule-build/ferrule/remote/uploadlimit"
 )
 
 // Sizer is implemented by stores that can find an entry's size from its
@@ -49,8 +52,16 @@ type Options struct {
 	MaxResultBytes int64
 	// MaxIndex bounds the number of remembered CAS sizes.
 	MaxIndex int
-	Logger   *slog.Logger
+	// Uploads, if set, admits each PUT (503 past its caps).
+	Uploads *uploadlimit.Limiter
+	// BodyTimeout drops a PUT whose body sends nothing for this long
+	// (408; nothing is stored). Zero means DefaultBodyTimeout.
+	BodyTimeout time.Duration
+	Logger      *slog.Logger
 }
+
+// DefaultBodyTimeout is the default of Options.BodyTimeout.
+const DefaultBodyTimeout = time.Minute
 
 // Handler serves the HTTP cache protocol.
 type Handler struct {
@@ -73,6 +84,9 @@ func New(s store.Store, o Options) *Handler {
 	}
 	if o.MaxIndex <= 0 {
 		o.MaxIndex = 1 << 20
+	}
+	if o.BodyTimeout <= 0 {
+		o.BodyTimeout = DefaultBodyTimeout
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -163,6 +177,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "this cache is read-only", http.StatusForbidden)
 			return
 		}
+		if h.opts.Uploads != nil {
+			release, err := h.opts.Uploads.Acquire(uploadlimit.HTTPClient(r))
+			if err != nil {
+				// Do not wait for the body of a refused upload.
+				w.Header().Set("Connection", "close")
+				http.Error(w, status.Convert(err).Message(), http.StatusServiceUnavailable)
+				return
+			}
+			defer release()
+		}
+		r.Body = &idleBody{rc: r.Body, ctl: http.NewResponseController(w), timeout: h.opts.BodyTimeout}
 		if kind == store.AC {
 			h.putAC(w, r, k)
 		} else {
@@ -176,6 +201,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	code := http.StatusInternalServerError
+	if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+		w.Header().Set("Connection", "close")
+		http.Error(w, "request body stalled: "+err.Error(), http.StatusRequestTimeout)
+		return
+	}
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		http.Error(w, "request body ended early: "+err.Error(), http.StatusBadRequest)
 		return
@@ -331,7 +361,7 @@ func (h *Handler) putAC(w http.ResponseWriter, r *http.Request, k store.Key) {
 	}
 	data := make([]byte, size)
 	if _, err := io.ReadFull(r.Body, data); err != nil {
-		http.Error(w, "body shorter than Content-Length", http.StatusBadRequest)
+		h.fail(w, r, err)
 		return
 	}
 	res := &repb.ActionResult{}
@@ -350,3 +380,22 @@ func (h *Handler) putAC(w http.ResponseWriter, r *http.Request, k store.Key) {
 	h.learn(r.Context(), k.Instance, res)
 	w.WriteHeader(http.StatusOK)
 }
+
+// idleBody is a request body whose every Read must make progress within
+// timeout: the connection's read deadline moves forward before each Read,
+// so a body that stalls fails with a timeout while a slow but steady one
+// goes on.
+type idleBody struct {
+	rc      io.ReadCloser
+	ctl     *http.ResponseController
+	timeout time.Duration
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	if err := b.ctl.SetReadDeadline(time.Now().Add(b.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return 0, err
+	}
+	return b.rc.Read(p)
+}
+
+func (b *idleBody) Close() error { return b.rc.Close() }
