@@ -77,10 +77,22 @@ func (s *Server) Register(g grpc.ServiceRegistrar) {
 // UpdateEnabled reports whether clients may write results.
 func (s *Server) UpdateEnabled() bool { return !s.opts.ReadOnly }
 
-// Key returns the store key of the result of the action with digest d: kind
-// AC, with the Action's size. Errors are INVALID_ARGUMENT statuses.
+// Key returns the store key of the result of the action with digest d
+// (ResultKey). Errors are INVALID_ARGUMENT statuses.
 func Key(instance string, fn repb.DigestFunction_Value, d *repb.Digest) (store.Key, error) {
-	return resource.Key(store.AC, instance, fn, d)
+	k, err := resource.Key(store.AC, instance, fn, d)
+	if err != nil {
+		return k, err
+	}
+	return ResultKey(k.Instance, k.Function, k.Hash), nil
+}
+
+// ResultKey is the store key of the result of the action whose digest has
+// hash: kind AC and size 0. Bazel's HTTP cache protocol names a result by
+// the Action's hash alone, so the key leaves the size out for gRPC and
+// HTTP to share results (a hash names one Action).
+func ResultKey(instance string, fn repb.DigestFunction_Value, hash string) store.Key {
+	return store.Key{Kind: store.AC, Instance: instance, Function: fn, Hash: hash}
 }
 
 // GetActionResult returns the cached result of an action, NOT_FOUND unless

@@ -192,7 +192,7 @@ func TestIncompleteResultsAreNotFound(t *testing.T) {
 			copyBlob(t, st, fresh, store.Key{Kind: store.CAS, Function: sha, Hash: d.Hash, Size: d.SizeBytes})
 		}
 		copyBlob(t, st, fresh, store.Key{Kind: store.CAS, Function: sha, Hash: f.res.StderrDigest.Hash, Size: f.res.StderrDigest.SizeBytes})
-		copyBlob(t, st, fresh, store.Key{Kind: store.AC, Function: sha, Hash: action.Hash, Size: action.SizeBytes})
+		copyBlob(t, st, fresh, ac.ResultKey("", sha, action.Hash))
 		c2 := setup(t, fresh, ac.Options{})
 		_, err := c2.GetActionResult(ctx, &repb.GetActionResultRequest{ActionDigest: action})
 		if status.Code(err) != codes.NotFound {
@@ -263,7 +263,7 @@ func TestEvictedOutputs(t *testing.T) {
 	}
 	// Use the result entry itself, so that the output is the least
 	// recently used entry, then push it out.
-	acKey := store.Key{Kind: store.AC, Function: sha, Hash: action.Hash, Size: action.SizeBytes}
+	acKey := ac.ResultKey("", sha, action.Hash)
 	rc, _, err := st.Get(ctx, acKey, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"github.com/ferrule-build/ferrule/remote/ac"
 	"github.com/ferrule-build/ferrule/remote/digest"
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/memory"
@@ -46,7 +47,7 @@ func TestWorkerResultWithoutTreeDigestIsRejected(t *testing.T) {
 	if codes.Code(resp.Status.GetCode()) != codes.Internal || resp.Result != nil {
 		t.Fatalf("status %v result %v, want INTERNAL without a result", resp.Status, resp.Result)
 	}
-	key := store.Key{Kind: store.AC, Function: fn, Hash: ad.Hash, Size: ad.SizeBytes}
+	key := ac.ResultKey("", fn, ad.Hash)
 	if miss, err := e.st.FindMissing(e.ctx, []store.Key{key}); err != nil || len(miss) != 1 {
 		t.Fatalf("the malformed result was cached (missing %v, err %v)", miss, err)
 	}

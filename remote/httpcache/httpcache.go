@@ -4,11 +4,12 @@
 // (/<instance...>/ac/<hash>). CAS uploads are verified against their hash;
 // action results are served only when every blob they reference exists.
 //
-// The protocol names entries by hash alone. Action cache entries are stored
-// with size 0 (the Action's size is not known here). For CAS reads the size
-// comes from the upload, from the action results served before (Bazel
-// always reads a result before its outputs), or from the store itself when
-// it implements Sizer.
+// The protocol names entries by hash alone. Action cache entries have the
+// key the gRPC service gives them (ac.ResultKey: no size), so each protocol
+// sees the results the other wrote. For CAS reads the size comes from the
+// uploads and action results seen (Bazel reads a result before its
+// outputs), else from the backend (store.Sizer), which also knows blobs
+// uploaded over gRPC or before a restart.
 package httpcache
 
 import (
@@ -37,12 +38,6 @@ import (
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/uploadlimit"
 )
-
-// Sizer is implemented by stores that can find an entry's size from its
-// key without the size (Key.Size is ignored).
-type Sizer interface {
-	Size(ctx context.Context, key store.Key) (int64, error)
-}
 
 // Options configure a Handler.
 type Options struct {
@@ -113,21 +108,9 @@ func (h *Handler) lookup(ctx context.Context, k store.Key) (int64, bool) {
 	if ok {
 		return size, true
 	}
-	// Look for a Sizer through decorators.
-	for st := h.store; st != nil; {
-		if sz, ok := st.(Sizer); ok {
-			if size, err := sz.Size(ctx, k); err == nil {
-				return size, true
-			}
-			break
-		}
-		u, ok := st.(store.Unwrapper)
-		if !ok {
-			break
-		}
-		st = u.Unwrap()
-	}
-	return 0, false
+	// The backend finds blobs stored over gRPC or before a restart.
+	size, err := store.SizeOf(ctx, h.store, k)
+	return size, err == nil
 }
 
 // parse splits /<instance...>/<ac|cas>/<hash>.
@@ -163,8 +146,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	// The HTTP protocol has no digest function; hashes are SHA256.
+	// The HTTP protocol has no digest function; hashes are SHA256. Action
+	// results have the key the gRPC service gives them (ac.ResultKey).
 	k := store.Key{Kind: kind, Instance: instance, Function: repb.DigestFunction_SHA256, Hash: hash}
+	if kind == store.AC {
+		k = ac.ResultKey(instance, repb.DigestFunction_SHA256, hash)
+	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		if kind == store.AC {
