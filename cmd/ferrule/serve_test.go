@@ -85,7 +85,7 @@ func TestServeUploadLimits(t *testing.T) {
 	if c.MaxOpenUploads != 50 || c.MaxClientUploads != 7 || c.HTTPBodyTimeout != 3*time.Second {
 		t.Errorf("upload limits not applied: %d %d %v", c.MaxOpenUploads, c.MaxClientUploads, c.HTTPBodyTimeout)
 	}
-	for _, bad := range []string{"--max_open_uploads=0", "--max_uploads_per_client=-1", "--http_body_timeout=0s"} {
+	for _, bad := range []string{"--max_open_uploads=0", "--max_uploads_per_client=-1", "--http_body_timeout=0s", "--max_execute_streams_per_client=0"} {
 		if _, err := loadForTest(t, bad); err == nil {
 			t.Errorf("%s accepted", bad)
 		}

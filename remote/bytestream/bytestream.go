@@ -19,10 +19,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ferrule-build/ferrule/remote/clientlimit"
 	"github.com/ferrule-build/ferrule/remote/resource"
 	"github.com/ferrule-build/ferrule/remote/rpcstatus"
 	"github.com/ferrule-build/ferrule/remote/store"
-	"github.com/ferrule-build/ferrule/remote/uploadlimit"
 	"github.com/ferrule-build/ferrule/remote/zstdcodec"
 )
 
@@ -52,7 +52,7 @@ type Options struct {
 	// is read (RESOURCE_EXHAUSTED past its caps) and counts it until it
 	// ends. Parked uploads are bounded by MaxParked instead, so that a
 	// resuming stream needs only its own admission.
-	Uploads *uploadlimit.Limiter
+	Uploads *clientlimit.Limiter
 	Logger  *slog.Logger
 }
 
@@ -63,7 +63,7 @@ type Server struct {
 	store     store.Store
 	idle      time.Duration
 	maxParked int
-	limiter   *uploadlimit.Limiter
+	limiter   *clientlimit.Limiter
 	log       *slog.Logger
 
 	mu      sync.Mutex
@@ -431,7 +431,7 @@ func (s *Server) Write(stream bspb.ByteStream_WriteServer) error {
 	// Admitted before a message is read: a message being received is
 	// memory held for the stream.
 	if s.limiter != nil {
-		release, err := s.limiter.Acquire(uploadlimit.GRPCClient(ctx))
+		release, err := s.limiter.Acquire(clientlimit.GRPCClient(ctx))
 		if err != nil {
 			return err
 		}

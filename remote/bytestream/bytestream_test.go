@@ -19,12 +19,12 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ferrule-build/ferrule/remote/bytestream"
+	"github.com/ferrule-build/ferrule/remote/clientlimit"
 	"github.com/ferrule-build/ferrule/remote/digest"
 	"github.com/ferrule-build/ferrule/remote/grpctest"
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/disk"
 	"github.com/ferrule-build/ferrule/remote/store/memory"
-	"github.com/ferrule-build/ferrule/remote/uploadlimit"
 	"github.com/ferrule-build/ferrule/remote/zstdcodec"
 )
 
@@ -663,7 +663,7 @@ func TestParkedUploadsBounded(t *testing.T) {
 // upload kept for resumption does not hold an admission, so it can be
 // resumed at the cap.
 func TestUploadLimit(t *testing.T) {
-	lim, err := uploadlimit.New(uploadlimit.Limits{MaxOpen: 1}, nil)
+	lim, err := clientlimit.New(clientlimit.Uploads, clientlimit.Limits{MaxOpen: 1}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -689,7 +689,7 @@ func TestUploadLimit(t *testing.T) {
 	on, _ := name(t, "", sha, other, "other", false)
 	_, err = write(context.Background(), e.c, on, 0, other, 10, true)
 	wantCode(t, err, codes.ResourceExhausted)
-	if !strings.Contains(status.Convert(err).Message(), uploadlimit.LimitOpen) {
+	if !strings.Contains(status.Convert(err).Message(), clientlimit.Uploads.LimitOpen) {
 		t.Errorf("refusal does not name the limit: %v", err)
 	}
 

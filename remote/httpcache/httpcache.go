@@ -32,11 +32,11 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ferrule-build/ferrule/remote/ac"
+	"github.com/ferrule-build/ferrule/remote/clientlimit"
 	"github.com/ferrule-build/ferrule/remote/digest"
 	"github.com/ferrule-build/ferrule/remote/resource"
 	"github.com/ferrule-build/ferrule/remote/rpcstatus"
 	"github.com/ferrule-build/ferrule/remote/store"
-	"github.com/ferrule-build/ferrule/remote/uploadlimit"
 )
 
 // Options configure a Handler.
@@ -48,7 +48,7 @@ type Options struct {
 	// MaxIndex bounds the number of remembered CAS sizes.
 	MaxIndex int
 	// Uploads, if set, admits each PUT (503 past its caps).
-	Uploads *uploadlimit.Limiter
+	Uploads *clientlimit.Limiter
 	// BodyTimeout drops a PUT whose body sends nothing for this long
 	// (408; nothing is stored). Zero means DefaultBodyTimeout.
 	BodyTimeout time.Duration
@@ -165,7 +165,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if h.opts.Uploads != nil {
-			release, err := h.opts.Uploads.Acquire(uploadlimit.HTTPClient(r))
+			release, err := h.opts.Uploads.Acquire(clientlimit.HTTPClient(r))
 			if err != nil {
 				// Do not wait for the body of a refused upload.
 				w.Header().Set("Connection", "close")

@@ -60,13 +60,13 @@ import (
 	"github.com/ferrule-build/ferrule/remote/capabilities"
 	"github.com/ferrule-build/ferrule/remote/cas"
 	"github.com/ferrule-build/ferrule/remote/certs"
+	"github.com/ferrule-build/ferrule/remote/clientlimit"
 	"github.com/ferrule-build/ferrule/remote/execution"
 	"github.com/ferrule-build/ferrule/remote/grpcbuf"
 	"github.com/ferrule-build/ferrule/remote/httpcache"
 	"github.com/ferrule-build/ferrule/remote/split"
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/chunked"
-	"github.com/ferrule-build/ferrule/remote/uploadlimit"
 	"github.com/ferrule-build/ferrule/remote/web"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -104,7 +104,7 @@ type Config struct {
 	UploadIdleTimeout time.Duration
 	// Uploads caps the uploads (ByteStream writes and HTTP PUTs) open at
 	// once, in all and per client; zero values select the defaults.
-	Uploads uploadlimit.Limits
+	Uploads clientlimit.Limits
 	// HTTPBodyTimeout drops an HTTP PUT whose body sends nothing for this
 	// long; 0 means httpcache.DefaultBodyTimeout.
 	HTTPBodyTimeout time.Duration
@@ -148,7 +148,7 @@ type Server struct {
 	ActionCache  *ac.Server
 	Capabilities *capabilities.Server
 	HTTPCache    *httpcache.Handler
-	Uploads      *uploadlimit.Limiter // admits ByteStream writes and HTTP PUTs
+	Uploads      *clientlimit.Limiter // admits ByteStream writes and HTTP PUTs
 	BES          *bes.Store           // the invocations published to the Build Event Service
 	Web          *web.Handler
 	Sampler      *web.Sampler
@@ -197,7 +197,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s.store = st
-	s.Uploads, err = uploadlimit.New(cfg.Uploads, s.metrics.reg)
+	s.Uploads, err = clientlimit.New(clientlimit.Uploads, cfg.Uploads, s.metrics.reg)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}

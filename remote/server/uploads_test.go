@@ -24,9 +24,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/ferrule-build/ferrule/remote/clientlimit"
 	"github.com/ferrule-build/ferrule/remote/server"
 	"github.com/ferrule-build/ferrule/remote/store/disk"
-	"github.com/ferrule-build/ferrule/remote/uploadlimit"
 )
 
 // Stalled uploads are opened by a separate process (this test binary run
@@ -235,10 +235,10 @@ func TestStalledUploads(t *testing.T) {
 	if testing.Short() {
 		t.Skip("opens 10,000 connections")
 	}
-	limits := uploadlimit.Limits{MaxOpen: 500, MaxPerClient: 80}
+	limits := clientlimit.Limits{MaxOpen: 500, MaxPerClient: 80}
 	if v := os.Getenv("FERRULE_STALL_UNBOUNDED"); v != "" {
 		// For measuring the server without caps (not a test).
-		limits = uploadlimit.Limits{MaxOpen: 1 << 30, MaxPerClient: 1 << 30}
+		limits = clientlimit.Limits{MaxOpen: 1 << 30, MaxPerClient: 1 << 30}
 	}
 	dir := t.TempDir()
 	st, err := disk.Open(disk.Options{Dir: dir, Compress: true})
@@ -255,7 +255,7 @@ func TestStalledUploads(t *testing.T) {
 	total := stallClients * (stallGRPCEach + stallHTTPEach)
 	up := r.srv.Uploads
 	waitFor(t, "every upload admitted or refused", func() bool {
-		return int(up.Admitted()+up.Refused(uploadlimit.LimitOpen)+up.Refused(uploadlimit.LimitPerClient)) == total
+		return int(up.Admitted()+up.Refused(clientlimit.Uploads.LimitOpen)+up.Refused(clientlimit.Uploads.LimitPerClient)) == total
 	})
 	<-c.ready
 	// Every admitted upload has created its temporary file: each holds
@@ -265,7 +265,7 @@ func TestStalledUploads(t *testing.T) {
 	open := up.Open()
 	bound := base + uint64(limits.MaxOpen)*perUploadBytes
 	t.Logf("%d stalled uploads: %d open, %v refused at max_open_uploads, %v at max_uploads_per_client; live heap %.1f MiB before, %.1f MiB with them (bound %.1f MiB)",
-		total, open, up.Refused(uploadlimit.LimitOpen), up.Refused(uploadlimit.LimitPerClient),
+		total, open, up.Refused(clientlimit.Uploads.LimitOpen), up.Refused(clientlimit.Uploads.LimitPerClient),
 		float64(base)/(1<<20), float64(heap)/(1<<20), float64(bound)/(1<<20))
 	if open > limits.MaxOpen {
 		t.Errorf("%d uploads open, over max_open_uploads %d", open, limits.MaxOpen)
@@ -273,7 +273,7 @@ func TestStalledUploads(t *testing.T) {
 	if heap > bound {
 		t.Errorf("live heap %d bytes with %d stalled uploads, over the bound %d", heap, total, bound)
 	}
-	if up.Refused(uploadlimit.LimitOpen) == 0 {
+	if up.Refused(clientlimit.Uploads.LimitOpen) == 0 {
 		t.Error("no upload refused at max_open_uploads")
 	}
 	// Refused HTTP PUTs were answered 503 at once.
@@ -311,19 +311,19 @@ func TestStalledPUTsDropped(t *testing.T) {
 // TestUploadsPerClient: one client address past max_uploads_per_client is
 // refused while another is still admitted.
 func TestUploadsPerClient(t *testing.T) {
-	r := start(t, server.Config{Uploads: uploadlimit.Limits{MaxOpen: 100, MaxPerClient: 5}, HTTPBodyTimeout: time.Hour}, nil)
+	r := start(t, server.Config{Uploads: clientlimit.Limits{MaxOpen: 100, MaxPerClient: 5}, HTTPBodyTimeout: time.Hour}, nil)
 	c := startStallClient(t, r, 1, 10, 0)
 	<-c.ready
 	up := r.srv.Uploads
-	waitFor(t, "the first client's uploads", func() bool { return up.Admitted()+up.Refused(uploadlimit.LimitPerClient) == 10 })
-	if up.Open() != 5 || up.Refused(uploadlimit.LimitPerClient) != 5 {
-		t.Fatalf("one client: %d open, %v refused per client; want 5 and 5", up.Open(), up.Refused(uploadlimit.LimitPerClient))
+	waitFor(t, "the first client's uploads", func() bool { return up.Admitted()+up.Refused(clientlimit.Uploads.LimitPerClient) == 10 })
+	if up.Open() != 5 || up.Refused(clientlimit.Uploads.LimitPerClient) != 5 {
+		t.Fatalf("one client: %d open, %v refused per client; want 5 and 5", up.Open(), up.Refused(clientlimit.Uploads.LimitPerClient))
 	}
 	// A second address (127.0.0.2 is taken; the helper starts there, so
 	// run it with two clients: the second is 127.0.0.3).
 	c2 := startStallClient(t, r, 2, 1, 3)
 	<-c2.ready
-	waitFor(t, "the second client's uploads", func() bool { return up.Admitted()+up.Refused(uploadlimit.LimitPerClient) == 18 })
+	waitFor(t, "the second client's uploads", func() bool { return up.Admitted()+up.Refused(clientlimit.Uploads.LimitPerClient) == 18 })
 	// 127.0.0.2 had 5 open: its 4 new ones are refused; 127.0.0.3's 4 are admitted.
 	if up.Open() != 9 {
 		t.Errorf("%d open, want 9 (5 + the second address's 4)", up.Open())
