@@ -278,7 +278,9 @@ func TestStalledUploads(t *testing.T) {
 	}
 	// Refused HTTP PUTs were answered 503 at once.
 	waitFor(t, "the refused PUTs' answers", func() bool { return c.count("503") > 0 })
-	if n := c.count("408") + c.count("closed"); n != 0 {
+	// (A refused PUT's connection may also be reset under its unread body:
+	// the client then sees "closed", which is no drop.)
+	if n := c.count("408"); n != 0 {
 		t.Errorf("%d stalled PUTs dropped with an hour's body timeout", n)
 	}
 	c.stdin.Close()
