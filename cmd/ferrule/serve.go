@@ -22,7 +22,9 @@ import (
 	"github.com/ferrule-build/ferrule/remote/cas"
 	"github.com/ferrule-build/ferrule/remote/cdc"
 	"github.com/ferrule-build/ferrule/remote/certs"
+	"github.com/ferrule-build/ferrule/remote/clientlimit"
 	"github.com/ferrule-build/ferrule/remote/execution"
+	"github.com/ferrule-build/ferrule/remote/httpcache"
 	"github.com/ferrule-build/ferrule/remote/server"
 	"github.com/ferrule-build/ferrule/remote/split"
 	"github.com/ferrule-build/ferrule/remote/store"
@@ -49,6 +51,10 @@ type serveConfig struct {
 	Reflection        bool          `yaml:"grpc_reflection"`
 	LogLevel          string        `yaml:"log_level"`
 	UploadIdleTimeout time.Duration `yaml:"upload_idle_timeout"`
+	MaxOpenUploads    int           `yaml:"max_open_uploads"`
+	MaxClientUploads  int           `yaml:"max_uploads_per_client"`
+	HTTPBodyTimeout   time.Duration `yaml:"http_body_timeout"`
+	MaxClientExecutes int           `yaml:"max_execute_streams_per_client"`
 	FastCDCAvg        uint64        `yaml:"fastcdc_avg_chunk_size"`
 	FastCDCSeed       uint          `yaml:"fastcdc_seed"`
 	RepMaxMin         uint64        `yaml:"repmaxcdc_min_chunk_size"`
@@ -125,6 +131,10 @@ func defaultServeConfig() serveConfig {
 		MaxBatchBytes:     cas.DefaultMaxBatchBytes,
 		LogLevel:          "info",
 		UploadIdleTimeout: time.Minute,
+		MaxOpenUploads:    clientlimit.Uploads.Default.MaxOpen,
+		MaxClientUploads:  clientlimit.Uploads.Default.MaxPerClient,
+		HTTPBodyTimeout:   httpcache.DefaultBodyTimeout,
+		MaxClientExecutes: clientlimit.ExecuteStreams.Default.MaxPerClient,
 		FastCDCAvg:        cdc.DefaultFastCDCAvg,
 		RepMaxMin:         cdc.DefaultRepMaxMin,
 		RepMaxHorizon:     cdc.DefaultRepMaxHorizon,
@@ -166,6 +176,10 @@ func bindServeFlags(fs *flag.FlagSet, c *serveConfig, configFile *string) {
 	fs.BoolVar(&c.Reflection, "grpc_reflection", c.Reflection, "register the gRPC reflection service")
 	fs.StringVar(&c.LogLevel, "log_level", c.LogLevel, "log level: debug, info, warn or error")
 	fs.DurationVar(&c.UploadIdleTimeout, "upload_idle_timeout", c.UploadIdleTimeout, "how long an interrupted ByteStream upload waits to be resumed")
+	fs.IntVar(&c.MaxOpenUploads, "max_open_uploads", c.MaxOpenUploads, "uploads (ByteStream Write streams and HTTP PUTs) open at once; more are refused (RESOURCE_EXHAUSTED, HTTP 503)")
+	fs.IntVar(&c.MaxClientUploads, "max_uploads_per_client", c.MaxClientUploads, "uploads one client (IP address) may hold open at once")
+	fs.DurationVar(&c.HTTPBodyTimeout, "http_body_timeout", c.HTTPBodyTimeout, "an HTTP PUT whose body sends nothing for this long is dropped (408, nothing stored)")
+	fs.IntVar(&c.MaxClientExecutes, "max_execute_streams_per_client", c.MaxClientExecutes, "remote execution: Execute and WaitExecution streams one client (IP address) may hold open at once (RESOURCE_EXHAUSTED beyond)")
 	fs.Uint64Var(&c.FastCDCAvg, "fastcdc_avg_chunk_size", c.FastCDCAvg, "split/splice: FastCDC 2020 average chunk size advertised (a power of two, 1 KiB to 8 MiB; Bazel's default 512 KiB)")
 	fs.UintVar(&c.FastCDCSeed, "fastcdc_seed", c.FastCDCSeed, "split/splice: FastCDC 2020 seed advertised")
 	fs.Uint64Var(&c.RepMaxMin, "repmaxcdc_min_chunk_size", c.RepMaxMin, "split/splice: RepMaxCDC minimum chunk size advertised (64 bytes to 64 MiB)")
@@ -259,6 +273,8 @@ func (c serveConfig) check() error {
 		return usagef("--max_batch_total_size_bytes must be between 1 and 1 GiB, got %d", c.MaxBatchBytes)
 	case c.UploadIdleTimeout <= 0:
 		return usagef("--upload_idle_timeout must be positive")
+	case c.MaxOpenUploads <= 0 || c.MaxClientUploads <= 0 || c.HTTPBodyTimeout <= 0 || c.MaxClientExecutes <= 0:
+		return usagef("--max_open_uploads, --max_uploads_per_client, --http_body_timeout and --max_execute_streams_per_client must be positive")
 	case c.Workers < 0:
 		return usagef("--workers must not be negative, got %d", c.Workers)
 	case c.MaxInputDepth <= 0 || c.MaxInputDirectories <= 0 || c.MaxInputPaths <= 0 || c.MaxInputBytes <= 0:
@@ -405,6 +421,8 @@ func runServe(ctx context.Context, c serveConfig, out io.Writer) error {
 			AllowUnauthenticatedReads: c.AllowUnauthenticatedReads},
 		Reflection:        c.Reflection,
 		UploadIdleTimeout: c.UploadIdleTimeout,
+		Uploads:           clientlimit.Limits{MaxOpen: c.MaxOpenUploads, MaxPerClient: c.MaxClientUploads},
+		HTTPBodyTimeout:   c.HTTPBodyTimeout,
 		Chunking: split.Options{
 			FastCDC: &repb.FastCdc2020Params{AvgChunkSizeBytes: c.FastCDCAvg, Seed: uint32(c.FastCDCSeed)},
 			RepMax:  &repb.RepMaxCdcParams{MinChunkSizeBytes: c.RepMaxMin, HorizonSizeBytes: c.RepMaxHorizon},
@@ -461,6 +479,7 @@ func startExecution(ctx context.Context, c serveConfig, srv *server.Server, out 
 		InputLimits: worker.Limits{MaxDepth: c.MaxInputDepth, MaxDirectories: c.MaxInputDirectories,
 			MaxPaths: c.MaxInputPaths, MaxBytes: c.MaxInputBytes},
 		MaxRetainedOperations: c.MaxRetainedOperations, OperationRetention: c.OperationRetention,
+		Streams:    clientlimit.Limits{MaxPerClient: c.MaxClientExecutes},
 		Registerer: srv.Registerer(), Logger: srv.Logger(),
 	})
 	srv.RegisterExecution(svc, svc.ExecutionCapabilities())

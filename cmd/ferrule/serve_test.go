@@ -75,6 +75,23 @@ func TestServeConfigFileAndFlags(t *testing.T) {
 	}
 }
 
+func TestServeUploadLimits(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "ferrule.yaml")
+	os.WriteFile(file, []byte("max_open_uploads: 50\nhttp_body_timeout: 3s\n"), 0o644)
+	c, err := loadForTest(t, "--config_file", file, "--max_uploads_per_client", "7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxOpenUploads != 50 || c.MaxClientUploads != 7 || c.HTTPBodyTimeout != 3*time.Second {
+		t.Errorf("upload limits not applied: %d %d %v", c.MaxOpenUploads, c.MaxClientUploads, c.HTTPBodyTimeout)
+	}
+	for _, bad := range []string{"--max_open_uploads=0", "--max_uploads_per_client=-1", "--http_body_timeout=0s", "--max_execute_streams_per_client=0"} {
+		if _, err := loadForTest(t, bad); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}
+
 func TestServeBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"--max_size", "0"},

@@ -77,10 +77,22 @@ func (s *Server) Register(g grpc.ServiceRegistrar) {
 // UpdateEnabled reports whether clients may write results.
 func (s *Server) UpdateEnabled() bool { return !s.opts.ReadOnly }
 
-// Key returns the store key of the result of the action with digest d: kind
-// AC, with the Action's size. Errors are INVALID_ARGUMENT statuses.
+// Key returns the store key of the result of the action with digest d
+// (ResultKey). Errors are INVALID_ARGUMENT statuses.
 func Key(instance string, fn repb.DigestFunction_Value, d *repb.Digest) (store.Key, error) {
-	return resource.Key(store.AC, instance, fn, d)
+	k, err := resource.Key(store.AC, instance, fn, d)
+	if err != nil {
+		return k, err
+	}
+	return ResultKey(k.Instance, k.Function, k.Hash), nil
+}
+
+// ResultKey is the store key of the result of the action whose digest has
+// hash: kind AC and size 0. Bazel's HTTP cache protocol names a result by
+// the Action's hash alone, so the key leaves the size out for gRPC and
+// HTTP to share results (a hash names one Action).
+func ResultKey(instance string, fn repb.DigestFunction_Value, hash string) store.Key {
+	return store.Key{Kind: store.AC, Instance: instance, Function: fn, Hash: hash}
 }
 
 // GetActionResult returns the cached result of an action, NOT_FOUND unless
@@ -249,16 +261,24 @@ func (s *Server) uninline(ctx context.Context, k store.Key, res *repb.ActionResu
 // under fn, and output paths that are relative, clean and unique.
 func Validate(fn repb.DigestFunction_Value, res *repb.ActionResult) error {
 	paths := map[string]bool{}
-	checkPath := func(p string, unique bool) error {
-		if p == "" {
-			return errors.New("empty output path")
-		}
-		if strings.HasPrefix(p, "/") || path.Clean(p) != p || p == ".." || strings.HasPrefix(p, "../") || strings.ContainsRune(p, 0) {
-			return fmt.Errorf("output path %q is not a clean relative path", p)
+	checkPath := func(field, p string, unique bool) error {
+		switch {
+		case p == "":
+			return fmt.Errorf("%s is empty", field)
+		case p == ".":
+			return fmt.Errorf("%s %q names the working directory itself, not an output in it", field, p)
+		case strings.HasPrefix(p, "/"):
+			return fmt.Errorf("%s %q is absolute", field, p)
+		case strings.ContainsRune(p, 0):
+			return fmt.Errorf("%s %q contains a NUL byte", field, p)
+		case p == ".." || strings.HasPrefix(p, "../"):
+			return fmt.Errorf("%s %q leaves the working directory", field, p)
+		case path.Clean(p) != p:
+			return fmt.Errorf("%s %q is not a clean relative path", field, p)
 		}
 		if unique {
 			if paths[p] {
-				return fmt.Errorf("output path %q appears twice", p)
+				return fmt.Errorf("%s %q appears twice", field, p)
 			}
 			paths[p] = true
 		}
@@ -276,8 +296,8 @@ func Validate(fn repb.DigestFunction_Value, res *repb.ActionResult) error {
 		}
 		return nil
 	}
-	for _, f := range res.OutputFiles {
-		if err := checkPath(f.Path, true); err != nil {
+	for i, f := range res.OutputFiles {
+		if err := checkPath(fmt.Sprintf("output_files[%d].path", i), f.Path, true); err != nil {
 			return err
 		}
 		if err := checkDigest("output file "+f.Path, f.Digest, len(f.Contents) == 0); err != nil {
@@ -287,8 +307,8 @@ func Validate(fn repb.DigestFunction_Value, res *repb.ActionResult) error {
 			return fmt.Errorf("output file %s: %d inline bytes, digest says %d", f.Path, len(f.Contents), f.Digest.SizeBytes)
 		}
 	}
-	for _, d := range res.OutputDirectories {
-		if err := checkPath(d.Path, true); err != nil {
+	for i, d := range res.OutputDirectories {
+		if err := checkPath(fmt.Sprintf("output_directories[%d].path", i), d.Path, true); err != nil {
 			return err
 		}
 		if err := checkDigest("output directory "+d.Path, d.TreeDigest, true); err != nil {
@@ -298,15 +318,21 @@ func Validate(fn repb.DigestFunction_Value, res *repb.ActionResult) error {
 			return err
 		}
 	}
-	for _, group := range [][]*repb.OutputSymlink{res.OutputSymlinks, res.OutputFileSymlinks, res.OutputDirectorySymlinks} {
-		for _, l := range group {
+	for _, group := range []struct {
+		field string
+		links []*repb.OutputSymlink
+	}{{"output_symlinks", res.OutputSymlinks}, {"output_file_symlinks", res.OutputFileSymlinks}, {"output_directory_symlinks", res.OutputDirectorySymlinks}} {
+		for i, l := range group.links {
 			// Results may list a symlink both in output_symlinks and in
 			// the legacy fields, so these need not be unique.
-			if err := checkPath(l.Path, false); err != nil {
+			if err := checkPath(fmt.Sprintf("%s[%d].path", group.field, i), l.Path, false); err != nil {
 				return err
 			}
-			if l.Target == "" {
-				return fmt.Errorf("output symlink %s has an empty target", l.Path)
+			switch {
+			case l.Target == "":
+				return fmt.Errorf("%s[%d].target of %s is empty", group.field, i, l.Path)
+			case strings.ContainsRune(l.Target, 0):
+				return fmt.Errorf("%s[%d].target of %s contains a NUL byte", group.field, i, l.Path)
 			}
 		}
 	}

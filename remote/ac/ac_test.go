@@ -3,6 +3,7 @@ package ac_test
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
@@ -191,7 +192,7 @@ func TestIncompleteResultsAreNotFound(t *testing.T) {
 			copyBlob(t, st, fresh, store.Key{Kind: store.CAS, Function: sha, Hash: d.Hash, Size: d.SizeBytes})
 		}
 		copyBlob(t, st, fresh, store.Key{Kind: store.CAS, Function: sha, Hash: f.res.StderrDigest.Hash, Size: f.res.StderrDigest.SizeBytes})
-		copyBlob(t, st, fresh, store.Key{Kind: store.AC, Function: sha, Hash: action.Hash, Size: action.SizeBytes})
+		copyBlob(t, st, fresh, ac.ResultKey("", sha, action.Hash))
 		c2 := setup(t, fresh, ac.Options{})
 		_, err := c2.GetActionResult(ctx, &repb.GetActionResultRequest{ActionDigest: action})
 		if status.Code(err) != codes.NotFound {
@@ -262,7 +263,7 @@ func TestEvictedOutputs(t *testing.T) {
 	}
 	// Use the result entry itself, so that the output is the least
 	// recently used entry, then push it out.
-	acKey := store.Key{Kind: store.AC, Function: sha, Hash: action.Hash, Size: action.SizeBytes}
+	acKey := ac.ResultKey("", sha, action.Hash)
 	rc, _, err := st.Get(ctx, acKey, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -274,6 +275,36 @@ func TestEvictedOutputs(t *testing.T) {
 	}
 	_, err = c.GetActionResult(ctx, &repb.GetActionResultRequest{ActionDigest: action})
 	wantCode(t, err, codes.NotFound)
+}
+
+// TestUpdateValidationNamesField: output paths "." (and empty, absolute,
+// escaping) and symlink targets with a NUL byte are INVALID_ARGUMENT
+// naming the field.
+func TestUpdateValidationNamesField(t *testing.T) {
+	c := setup(t, memory.New(0), ac.Options{})
+	ctx := context.Background()
+	good := dg(t, []byte("x"))
+	action := dg(t, []byte("action"))
+	tree := dg(t, []byte("tree"))
+	for _, tc := range []struct {
+		res   *repb.ActionResult
+		field string
+	}{
+		{&repb.ActionResult{OutputFiles: []*repb.OutputFile{{Path: "ok", Digest: good}, {Path: ".", Digest: good}}}, "output_files[1].path"},
+		{&repb.ActionResult{OutputDirectories: []*repb.OutputDirectory{{Path: ".", TreeDigest: tree}}}, "output_directories[0].path"},
+		{&repb.ActionResult{OutputDirectories: []*repb.OutputDirectory{{Path: "", TreeDigest: tree}}}, "output_directories[0].path"},
+		{&repb.ActionResult{OutputSymlinks: []*repb.OutputSymlink{{Path: ".", Target: "x"}}}, "output_symlinks[0].path"},
+		{&repb.ActionResult{OutputFiles: []*repb.OutputFile{{Path: "/abs", Digest: good}}}, "output_files[0].path"},
+		{&repb.ActionResult{OutputFiles: []*repb.OutputFile{{Path: "..", Digest: good}}}, "output_files[0].path"},
+		{&repb.ActionResult{OutputSymlinks: []*repb.OutputSymlink{{Path: "l", Target: "a\x00b"}}}, "output_symlinks[0].target"},
+		{&repb.ActionResult{OutputFileSymlinks: []*repb.OutputSymlink{{Path: "l", Target: "ok"}, {Path: "m", Target: "\x00"}}}, "output_file_symlinks[1].target"},
+		{&repb.ActionResult{OutputDirectorySymlinks: []*repb.OutputSymlink{{Path: "d", Target: "x\x00"}}}, "output_directory_symlinks[0].target"},
+	} {
+		_, err := c.UpdateActionResult(ctx, &repb.UpdateActionResultRequest{ActionDigest: action, ActionResult: tc.res})
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), tc.field) {
+			t.Errorf("%v: got %v, want INVALID_ARGUMENT naming %s", tc.res, err, tc.field)
+		}
+	}
 }
 
 func TestUpdateValidation(t *testing.T) {

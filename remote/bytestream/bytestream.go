@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ferrule-build/ferrule/remote/clientlimit"
 	"github.com/ferrule-build/ferrule/remote/resource"
 	"github.com/ferrule-build/ferrule/remote/rpcstatus"
 	"github.com/ferrule-build/ferrule/remote/store"
@@ -47,7 +48,12 @@ type Options struct {
 	// holds a goroutine and the store's temporary file); past it, an
 	// interrupted upload is dropped at once.
 	MaxParked int
-	Logger    *slog.Logger
+	// Uploads, if set, admits each Write stream before its first message
+	// is read (RESOURCE_EXHAUSTED past its caps) and counts it until it
+	// ends. Parked uploads are bounded by MaxParked instead, so that a
+	// resuming stream needs only its own admission.
+	Uploads *clientlimit.Limiter
+	Logger  *slog.Logger
 }
 
 // Server is the ByteStream service.
@@ -57,6 +63,7 @@ type Server struct {
 	store     store.Store
 	idle      time.Duration
 	maxParked int
+	limiter   *clientlimit.Limiter
 	log       *slog.Logger
 
 	mu      sync.Mutex
@@ -76,7 +83,7 @@ func New(s store.Store, o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Server{store: store.WithVerification(s), idle: o.IdleTimeout, maxParked: o.MaxParked, log: o.Logger, uploads: map[string]*upload{}}
+	return &Server{store: store.WithVerification(s), idle: o.IdleTimeout, maxParked: o.MaxParked, limiter: o.Uploads, log: o.Logger, uploads: map[string]*upload{}}
 }
 
 // Register adds the service to g.
@@ -421,6 +428,15 @@ func (s *Server) exists(ctx context.Context, k store.Key) bool {
 // from QueryWriteStatus's committed_size within the idle timeout.
 func (s *Server) Write(stream bspb.ByteStream_WriteServer) error {
 	ctx := stream.Context()
+	// Admitted before a message is read: a message being received is
+	// memory held for the stream.
+	if s.limiter != nil {
+		release, err := s.limiter.Acquire(clientlimit.GRPCClient(ctx))
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	req, err := stream.Recv()
 	if err == io.EOF {
 		return status.Error(codes.InvalidArgument, "write stream without a request")

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ferrule-build/ferrule/remote/bytestream"
+	"github.com/ferrule-build/ferrule/remote/clientlimit"
 	"github.com/ferrule-build/ferrule/remote/digest"
 	"github.com/ferrule-build/ferrule/remote/grpctest"
 	"github.com/ferrule-build/ferrule/remote/store"
@@ -654,5 +655,63 @@ func TestParkedUploadsBounded(t *testing.T) {
 	}
 	if c := committed(t, e.c, names[1]); c != -1 {
 		t.Errorf("second interrupted upload kept (committed %d) beyond MaxParked 1", c)
+	}
+}
+
+// TestUploadLimit: a Write stream past max_open_uploads is refused with
+// RESOURCE_EXHAUSTED before its first message is read; an interrupted
+// upload kept for resumption does not hold an admission, so it can be
+// resumed at the cap.
+func TestUploadLimit(t *testing.T) {
+	lim, err := clientlimit.New(clientlimit.Uploads, clientlimit.Limits{MaxOpen: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := setup(t, bytestream.Options{Uploads: lim})
+	data := randBytes(100_000)
+	up, d := name(t, "", sha, data, "held", false)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err := e.c.Write(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&bspb.WriteRequest{ResourceName: up, Data: data[:10_000]}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; committed(t, e.c, up) == 0; i++ {
+		if i > 10000 {
+			t.Fatal("server never committed any byte")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	other := randBytes(10)
+	on, _ := name(t, "", sha, other, "other", false)
+	_, err = write(context.Background(), e.c, on, 0, other, 10, true)
+	wantCode(t, err, codes.ResourceExhausted)
+	if !strings.Contains(status.Convert(err).Message(), clientlimit.Uploads.LimitOpen) {
+		t.Errorf("refusal does not name the limit: %v", err)
+	}
+
+	cancel() // the upload is parked and its admission given back
+	for i := 0; ; i++ {
+		off := committed(t, e.c, up)
+		resp, err := write(context.Background(), e.c, up, off, data[off:], 50_000, true)
+		if c := status.Code(err); (c == codes.Aborted || c == codes.InvalidArgument || c == codes.ResourceExhausted) && i < 10000 {
+			time.Sleep(time.Millisecond) // the cut stream has not ended yet
+			continue
+		}
+		if err != nil || resp.CommittedSize != d.SizeBytes {
+			t.Fatalf("resume at the cap: %v %v", resp, err)
+		}
+		break
+	}
+	// The handler gives its admission back as it returns, just after its
+	// answer.
+	for i := 0; lim.Open() != 0; i++ {
+		if i > 10000 {
+			t.Fatalf("%d uploads open after the last one finished", lim.Open())
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

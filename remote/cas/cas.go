@@ -1,6 +1,6 @@
 // Package cas implements the REAPI ContentAddressableStorage service on a
 // store.Store: FindMissingBlobs, BatchUpdateBlobs, BatchReadBlobs (both with
-// optional zstd) and GetTree with paging. Writes are verified by the
+// optional zstd) and GetTree with paging (tree.go). Writes are verified by the
 // store's Verifying decorator (added by New when the store given lacks
 // it); names, statuses and codecs come from the resource, rpcstatus and
 // zstdcodec packages the other services share.
@@ -9,13 +9,11 @@ package cas
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"runtime/debug"
-	"strconv"
 	"sync"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
@@ -23,7 +21,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/ferrule-build/ferrule/remote/resource"
 	"github.com/ferrule-build/ferrule/remote/rpcstatus"
@@ -50,6 +47,7 @@ type Server struct {
 	store         store.Store
 	maxBatchBytes int64
 	log           *slog.Logger
+	cursors       *cursorCache // where paged GetTree walks stopped
 }
 
 // Options configure a Server. Zero values select defaults.
@@ -57,7 +55,10 @@ type Options struct {
 	// MaxBatchBytes limits the total blob bytes of one BatchUpdateBlobs or
 	// BatchReadBlobs call.
 	MaxBatchBytes int64
-	Logger        *slog.Logger
+	// MaxTreeCursorEntries bounds the memory that keeps paged GetTree walks
+	// for their next page, in directory digests queued or seen.
+	MaxTreeCursorEntries int
+	Logger               *slog.Logger
 }
 
 // New returns a ContentAddressableStorage service over s.
@@ -68,7 +69,10 @@ func New(s store.Store, o Options) *Server {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Server{store: store.WithVerification(s), maxBatchBytes: o.MaxBatchBytes, log: o.Logger}
+	if o.MaxTreeCursorEntries <= 0 {
+		o.MaxTreeCursorEntries = DefaultTreeCursorEntries
+	}
+	return &Server{store: store.WithVerification(s), maxBatchBytes: o.MaxBatchBytes, log: o.Logger, cursors: newCursorCache(o.MaxTreeCursorEntries)}
 }
 
 // Register adds the service to g.
@@ -348,98 +352,4 @@ const MaxInMemoryBlob = 256 << 20
 func readBlob(ctx context.Context, st store.Store, k store.Key) ([]byte, error) {
 	data, err := store.ReadBlob(ctx, st, k, MaxInMemoryBlob)
 	return data, rpcstatus.Error(err)
-}
-
-// GetTree streams the directories below (and including) root_digest,
-// breadth first, each distinct directory once, in pages. The page token is
-// the number of directories already returned. Subtrees whose directories
-// are missing are left out; a missing root is NOT_FOUND.
-func (s *Server) GetTree(req *repb.GetTreeRequest, stream grpc.ServerStreamingServer[repb.GetTreeResponse]) error {
-	ctx := stream.Context()
-	if err := resource.CheckInstanceStatus(req.InstanceName); err != nil {
-		return err
-	}
-	root, err := resource.DigestKey(store.CAS, req.InstanceName, req.DigestFunction, req.RootDigest)
-	if err != nil {
-		return err
-	}
-	if req.PageSize < 0 {
-		return status.Errorf(codes.InvalidArgument, "negative page_size %d", req.PageSize)
-	}
-	pageSize := int(req.PageSize)
-	switch {
-	case pageSize == 0:
-		pageSize = DefaultTreePage
-	case pageSize > MaxTreePage:
-		pageSize = MaxTreePage
-	}
-	skip := 0
-	if req.PageToken != "" {
-		skip, err = parseToken(req.PageToken)
-		if err != nil {
-			return err
-		}
-	}
-
-	seen := map[string]bool{root.Hash: true}
-	queue := []store.Key{root}
-	var page []*repb.Directory
-	index := 0 // position in the breadth-first order of the next directory
-	for len(queue) > 0 {
-		if err := ctx.Err(); err != nil {
-			return rpcstatus.Error(err)
-		}
-		k := queue[0]
-		queue = queue[1:]
-		data, err := readBlob(ctx, s.store, k)
-		if status.Code(err) == codes.NotFound {
-			if index == 0 && k == root {
-				return status.Errorf(codes.NotFound, "tree root %s/%d not found", root.Hash, root.Size)
-			}
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		dir := &repb.Directory{}
-		if err := proto.Unmarshal(data, dir); err != nil {
-			if k == root {
-				return status.Errorf(codes.InvalidArgument, "tree root %s/%d is not a Directory: %v", root.Hash, root.Size, err)
-			}
-			return status.Errorf(codes.Internal, "directory %s/%d is not a Directory: %v", k.Hash, k.Size, err)
-		}
-		for _, sub := range dir.Directories {
-			sk, err := resource.DigestKey(store.CAS, req.InstanceName, root.Function, sub.Digest)
-			if err != nil {
-				return status.Errorf(codes.InvalidArgument, "directory %s/%d: child %q: %v", k.Hash, k.Size, sub.Name, status.Convert(err).Message())
-			}
-			if !seen[sk.Hash] {
-				seen[sk.Hash] = true
-				queue = append(queue, sk)
-			}
-		}
-		if index >= skip {
-			page = append(page, dir)
-		}
-		index++
-		if len(page) == pageSize && len(queue) > 0 {
-			return stream.Send(&repb.GetTreeResponse{Directories: page, NextPageToken: makeToken(index)})
-		}
-	}
-	return stream.Send(&repb.GetTreeResponse{Directories: page})
-}
-
-func makeToken(n int) string {
-	return base64.RawURLEncoding.EncodeToString([]byte("o" + strconv.Itoa(n)))
-}
-
-func parseToken(t string) (int, error) {
-	b, err := base64.RawURLEncoding.DecodeString(t)
-	if err == nil && len(b) > 1 && b[0] == 'o' {
-		n, err := strconv.Atoi(string(b[1:]))
-		if err == nil && n >= 0 {
-			return n, nil
-		}
-	}
-	return 0, status.Error(codes.InvalidArgument, fmt.Sprintf("bad page_token %q", t))
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"github.com/ferrule-build/ferrule/remote/ac"
 	"github.com/ferrule-build/ferrule/remote/digest"
 	"github.com/ferrule-build/ferrule/remote/resource"
 	"github.com/ferrule-build/ferrule/remote/store"
@@ -352,7 +353,7 @@ func (s *Service) findMissing(ctx context.Context, instance string, fn repb.Dige
 // store's Complete decorator serves only results whose every referenced
 // blob is still in the CAS.
 func (s *Service) lookupCache(ctx context.Context, instance string, fn repb.DigestFunction_Value, ad *repb.Digest) *repb.ActionResult {
-	key := store.Key{Kind: store.AC, Instance: instance, Function: fn, Hash: ad.Hash, Size: ad.SizeBytes}
+	key := ac.ResultKey(instance, fn, ad.Hash)
 	data, err := store.ReadBlob(ctx, s.st, key, store.MaxMessageBytes)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
@@ -375,6 +376,6 @@ func (s *Service) writeActionResult(t *worker.Task, res *repb.ActionResult) erro
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	key := store.Key{Kind: store.AC, Instance: t.Instance, Function: t.Function, Hash: t.ActionDigest.Hash, Size: t.ActionDigest.SizeBytes}
+	key := ac.ResultKey(t.Instance, t.Function, t.ActionDigest.Hash)
 	return s.st.Put(ctx, key, int64(len(data)), bytes.NewReader(data))
 }

@@ -15,6 +15,7 @@ import (
 
 	"cloud.google.com/go/longrunning/autogen/longrunningpb"
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"github.com/ferrule-build/ferrule/remote/ac"
 	"github.com/ferrule-build/ferrule/remote/bytestream"
 	"github.com/ferrule-build/ferrule/remote/cas"
 	"github.com/ferrule-build/ferrule/remote/digest"
@@ -241,7 +242,7 @@ func TestExecuteRunsCachesAndSkipsCache(t *testing.T) {
 		t.Errorf("metadata incomplete: %v", resp.Result.ExecutionMetadata)
 	}
 	// In the action cache now.
-	if _, _, err := e.st.Get(e.ctx, store.Key{Kind: store.AC, Function: fn, Hash: ad.Hash, Size: ad.SizeBytes}, 0); err != nil {
+	if _, _, err := e.st.Get(e.ctx, ac.ResultKey("", fn, ad.Hash), 0); err != nil {
 		t.Fatalf("result not in the action cache: %v", err)
 	}
 	_, resp2 := e.run(&repb.ExecuteRequest{ActionDigest: ad})
@@ -261,7 +262,7 @@ func TestCachedResultWithEvictedOutputIsNotServed(t *testing.T) {
 	// A cached result whose output blob is not in the CAS.
 	res := &repb.ActionResult{OutputFiles: []*repb.OutputFile{{Path: "o", Digest: &repb.Digest{Hash: strings.Repeat("ab", 32), SizeBytes: 5}}}}
 	data, _ := proto.Marshal(res)
-	if err := e.st.Put(e.ctx, store.Key{Kind: store.AC, Function: fn, Hash: ad.Hash, Size: ad.SizeBytes}, int64(len(data)), bytes.NewReader(data)); err != nil {
+	if err := e.st.Put(e.ctx, ac.ResultKey("", fn, ad.Hash), int64(len(data)), bytes.NewReader(data)); err != nil {
 		t.Fatal(err)
 	}
 	_, resp := e.run(&repb.ExecuteRequest{ActionDigest: ad})
@@ -281,7 +282,7 @@ func TestDoNotCache(t *testing.T) {
 	if resp.Status.GetCode() != 0 || resp.Result.GetExitCode() != 0 {
 		t.Fatalf("status %v", resp.Status)
 	}
-	if _, _, err := e.st.Get(e.ctx, store.Key{Kind: store.AC, Function: fn, Hash: ad.Hash, Size: ad.SizeBytes}, 0); !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := e.st.Get(e.ctx, ac.ResultKey("", fn, ad.Hash), 0); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("do_not_cache result was cached (err=%v)", err)
 	}
 }
@@ -297,7 +298,7 @@ func TestFailedActionIsNotCached(t *testing.T) {
 	if got := string(e.get(resp.Result.StderrDigest)); got != "boom\n" {
 		t.Errorf("stderr = %q", got)
 	}
-	if _, _, err := e.st.Get(e.ctx, store.Key{Kind: store.AC, Function: fn, Hash: ad.Hash, Size: ad.SizeBytes}, 0); !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := e.st.Get(e.ctx, ac.ResultKey("", fn, ad.Hash), 0); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("failed result was cached (err=%v)", err)
 	}
 }
@@ -439,7 +440,7 @@ func TestTimeout(t *testing.T) {
 	if resp.Result == nil || string(e.get(resp.Result.StdoutDigest)) != "started\n" {
 		t.Errorf("partial stdout not returned: %v", resp.Result)
 	}
-	if _, _, err := e.st.Get(e.ctx, store.Key{Kind: store.AC, Function: fn, Hash: ad.Hash, Size: ad.SizeBytes}, 0); !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := e.st.Get(e.ctx, ac.ResultKey("", fn, ad.Hash), 0); !errors.Is(err, store.ErrNotFound) {
 		t.Fatal("timed-out result was cached")
 	}
 }

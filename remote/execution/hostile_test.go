@@ -2,12 +2,15 @@ package execution
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"github.com/ferrule-build/ferrule/remote/ac"
+	"github.com/ferrule-build/ferrule/remote/clientlimit"
 	"github.com/ferrule-build/ferrule/remote/digest"
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/memory"
@@ -46,7 +49,7 @@ func TestWorkerResultWithoutTreeDigestIsRejected(t *testing.T) {
 	if codes.Code(resp.Status.GetCode()) != codes.Internal || resp.Result != nil {
 		t.Fatalf("status %v result %v, want INTERNAL without a result", resp.Status, resp.Result)
 	}
-	key := store.Key{Kind: store.AC, Function: fn, Hash: ad.Hash, Size: ad.SizeBytes}
+	key := ac.ResultKey("", fn, ad.Hash)
 	if miss, err := e.st.FindMissing(e.ctx, []store.Key{key}); err != nil || len(miss) != 1 {
 		t.Fatalf("the malformed result was cached (missing %v, err %v)", miss, err)
 	}
@@ -187,4 +190,51 @@ func TestAdmissionRefusesDoublingTree(t *testing.T) {
 	if codes.Code(resp.Status.GetCode()) != codes.InvalidArgument || !strings.Contains(resp.Status.GetMessage(), worker.LimitDepth) {
 		t.Fatalf("status %v, want INVALID_ARGUMENT naming %s", resp.Status, worker.LimitDepth)
 	}
+}
+
+// TestExecuteStreamsPerClient: a client holding max_execute_streams_per_client
+// Execute streams is refused another (RESOURCE_EXHAUSTED naming the limit,
+// counted); one ending makes room.
+func TestExecuteStreamsPerClient(t *testing.T) {
+	e := newEnv(t, Options{Streams: clientlimit.Limits{MaxPerClient: 2}}, true)
+	e.startWorkers(1) // busy with the first action; the second waits
+	var cancels []context.CancelFunc
+	for i := range 2 {
+		ad := e.action(shCommand(fmt.Sprint("sleep 60; echo ", i)), nil, nil)
+		ctx, cancel := context.WithCancel(e.ctx)
+		cancels = append(cancels, cancel)
+		stream, err := e.exec.Execute(ctx, &repb.ExecuteRequest{ActionDigest: ad})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stream.Recv(); err != nil { // queued or running
+			t.Fatal(err)
+		}
+	}
+	third := func() error {
+		stream, err := e.exec.Execute(e.ctx, &repb.ExecuteRequest{ActionDigest: e.action(shCommand("echo third"), nil, nil)})
+		if err != nil {
+			return err
+		}
+		_, err = stream.Recv()
+		return err
+	}
+	err := third()
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), clientlimit.ExecuteStreams.LimitPerClient) {
+		t.Fatalf("third stream: %v, want RESOURCE_EXHAUSTED naming %s", err, clientlimit.ExecuteStreams.LimitPerClient)
+	}
+	if n := e.svc.streams.Refused(clientlimit.ExecuteStreams.LimitPerClient); n != 1 {
+		t.Errorf("%v refusals counted, want 1", n)
+	}
+	cancels[0]()
+	for i := 0; e.svc.streams.Open() != 1; i++ {
+		if i > 10000 {
+			t.Fatalf("%d streams open after one was cancelled", e.svc.streams.Open())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := third(); err != nil {
+		t.Fatalf("a stream after one ended: %v", err)
+	}
+	cancels[1]()
 }

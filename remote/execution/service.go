@@ -44,6 +44,7 @@ import (
 
 	"cloud.google.com/go/longrunning/autogen/longrunningpb"
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"github.com/ferrule-build/ferrule/remote/clientlimit"
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/worker"
 	"github.com/ferrule-build/ferrule/remote/workerpb"
@@ -82,6 +83,10 @@ type Options struct {
 	// and by in-process workers; refusals are INVALID_ARGUMENT naming the
 	// limit and counted in ferrule_execution_refusals_total{limit}.
 	InputLimits worker.Limits
+	// Streams caps the Execute and WaitExecution streams open at once, in
+	// all and per client (RESOURCE_EXHAUSTED past them); zero values take
+	// clientlimit.ExecuteStreams' defaults.
+	Streams clientlimit.Limits
 	// Registerer, if set, is where the service's metrics are registered.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -108,6 +113,7 @@ type Service struct {
 	seq      uint64
 
 	refusals *prometheus.CounterVec
+	streams  *clientlimit.Limiter
 }
 
 // New returns an execution service over st. It runs nothing until workers
@@ -156,6 +162,12 @@ func New(st store.Store, opts Options) *Service {
 			s.log.Warn("registering execution metrics", "err", err)
 		}
 	}
+	streams, err := clientlimit.New(clientlimit.ExecuteStreams, opts.Streams, opts.Registerer)
+	if err != nil {
+		s.log.Warn("registering execution metrics", "err", err)
+		streams, _ = clientlimit.New(clientlimit.ExecuteStreams, opts.Streams, nil)
+	}
+	s.streams = streams
 	return s
 }
 
@@ -302,6 +314,11 @@ func (s *Service) follow(op *operation, stream opStream) error {
 
 // Execute implements REAPI Execution.Execute.
 func (s *Service) Execute(req *repb.ExecuteRequest, stream repb.Execution_ExecuteServer) error {
+	release, err := s.streams.Acquire(clientlimit.GRPCClient(stream.Context()))
+	if err != nil {
+		return err
+	}
+	defer release()
 	op, err := s.admit(stream.Context(), req)
 	if err != nil {
 		return err
@@ -311,6 +328,11 @@ func (s *Service) Execute(req *repb.ExecuteRequest, stream repb.Execution_Execut
 
 // WaitExecution implements REAPI Execution.WaitExecution.
 func (s *Service) WaitExecution(req *repb.WaitExecutionRequest, stream repb.Execution_WaitExecutionServer) error {
+	release, err := s.streams.Acquire(clientlimit.GRPCClient(stream.Context()))
+	if err != nil {
+		return err
+	}
+	defer release()
 	s.mu.Lock()
 	op, ok := s.ops[req.GetName()]
 	s.mu.Unlock()

@@ -4,11 +4,12 @@
 // (/<instance...>/ac/<hash>). CAS uploads are verified against their hash;
 // action results are served only when every blob they reference exists.
 //
-// The protocol names entries by hash alone. Action cache entries are stored
-// with size 0 (the Action's size is not known here). For CAS reads the size
-// comes from the upload, from the action results served before (Bazel
-// always reads a result before its outputs), or from the store itself when
-// it implements Sizer.
+// The protocol names entries by hash alone. Action cache entries have the
+// key the gRPC service gives them (ac.ResultKey: no size), so each protocol
+// sees the results the other wrote. For CAS reads the size comes from the
+// uploads and action results seen (Bazel reads a result before its
+// outputs), else from the backend (store.Sizer), which also knows blobs
+// uploaded over gRPC or before a restart.
 package httpcache
 
 import (
@@ -18,10 +19,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc/codes"
@@ -29,17 +32,12 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ferrule-build/ferrule/remote/ac"
+	"github.com/ferrule-build/ferrule/remote/clientlimit"
 	"github.com/ferrule-build/ferrule/remote/digest"
 	"github.com/ferrule-build/ferrule/remote/resource"
 	"github.com/ferrule-build/ferrule/remote/rpcstatus"
 	"github.com/ferrule-build/ferrule/remote/store"
 )
-
-// Sizer is implemented by stores that can find an entry's size from its
-// key without the size (Key.Size is ignored).
-type Sizer interface {
-	Size(ctx context.Context, key store.Key) (int64, error)
-}
 
 // Options configure a Handler.
 type Options struct {
@@ -49,8 +47,16 @@ type Options struct {
 	MaxResultBytes int64
 	// MaxIndex bounds the number of remembered CAS sizes.
 	MaxIndex int
-	Logger   *slog.Logger
+	// Uploads, if set, admits each PUT (503 past its caps).
+	Uploads *clientlimit.Limiter
+	// BodyTimeout drops a PUT whose body sends nothing for this long
+	// (408; nothing is stored). Zero means DefaultBodyTimeout.
+	BodyTimeout time.Duration
+	Logger      *slog.Logger
 }
+
+// DefaultBodyTimeout is the default of Options.BodyTimeout.
+const DefaultBodyTimeout = time.Minute
 
 // Handler serves the HTTP cache protocol.
 type Handler struct {
@@ -73,6 +79,9 @@ func New(s store.Store, o Options) *Handler {
 	}
 	if o.MaxIndex <= 0 {
 		o.MaxIndex = 1 << 20
+	}
+	if o.BodyTimeout <= 0 {
+		o.BodyTimeout = DefaultBodyTimeout
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -99,21 +108,9 @@ func (h *Handler) lookup(ctx context.Context, k store.Key) (int64, bool) {
 	if ok {
 		return size, true
 	}
-	// Look for a Sizer through decorators.
-	for st := h.store; st != nil; {
-		if sz, ok := st.(Sizer); ok {
-			if size, err := sz.Size(ctx, k); err == nil {
-				return size, true
-			}
-			break
-		}
-		u, ok := st.(store.Unwrapper)
-		if !ok {
-			break
-		}
-		st = u.Unwrap()
-	}
-	return 0, false
+	// The backend finds blobs stored over gRPC or before a restart.
+	size, err := store.SizeOf(ctx, h.store, k)
+	return size, err == nil
 }
 
 // parse splits /<instance...>/<ac|cas>/<hash>.
@@ -149,8 +146,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	// The HTTP protocol has no digest function; hashes are SHA256.
+	// The HTTP protocol has no digest function; hashes are SHA256. Action
+	// results have the key the gRPC service gives them (ac.ResultKey).
 	k := store.Key{Kind: kind, Instance: instance, Function: repb.DigestFunction_SHA256, Hash: hash}
+	if kind == store.AC {
+		k = ac.ResultKey(instance, repb.DigestFunction_SHA256, hash)
+	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		if kind == store.AC {
@@ -163,6 +164,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "this cache is read-only", http.StatusForbidden)
 			return
 		}
+		if h.opts.Uploads != nil {
+			release, err := h.opts.Uploads.Acquire(clientlimit.HTTPClient(r))
+			if err != nil {
+				// Do not wait for the body of a refused upload.
+				w.Header().Set("Connection", "close")
+				http.Error(w, status.Convert(err).Message(), http.StatusServiceUnavailable)
+				return
+			}
+			defer release()
+		}
+		r.Body = &idleBody{rc: r.Body, ctl: http.NewResponseController(w), timeout: h.opts.BodyTimeout}
 		if kind == store.AC {
 			h.putAC(w, r, k)
 		} else {
@@ -176,6 +188,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	code := http.StatusInternalServerError
+	if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+		w.Header().Set("Connection", "close")
+		http.Error(w, "request body stalled: "+err.Error(), http.StatusRequestTimeout)
+		return
+	}
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		http.Error(w, "request body ended early: "+err.Error(), http.StatusBadRequest)
 		return
@@ -331,7 +348,7 @@ func (h *Handler) putAC(w http.ResponseWriter, r *http.Request, k store.Key) {
 	}
 	data := make([]byte, size)
 	if _, err := io.ReadFull(r.Body, data); err != nil {
-		http.Error(w, "body shorter than Content-Length", http.StatusBadRequest)
+		h.fail(w, r, err)
 		return
 	}
 	res := &repb.ActionResult{}
@@ -350,3 +367,22 @@ func (h *Handler) putAC(w http.ResponseWriter, r *http.Request, k store.Key) {
 	h.learn(r.Context(), k.Instance, res)
 	w.WriteHeader(http.StatusOK)
 }
+
+// idleBody is a request body whose every Read must make progress within
+// timeout: the connection's read deadline moves forward before each Read,
+// so a body that stalls fails with a timeout while a slow but steady one
+// goes on.
+type idleBody struct {
+	rc      io.ReadCloser
+	ctl     *http.ResponseController
+	timeout time.Duration
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	if err := b.ctl.SetReadDeadline(time.Now().Add(b.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return 0, err
+	}
+	return b.rc.Read(p)
+}
+
+func (b *idleBody) Close() error { return b.rc.Close() }

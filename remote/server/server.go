@@ -60,6 +60,7 @@ import (
 	"github.com/ferrule-build/ferrule/remote/capabilities"
 	"github.com/ferrule-build/ferrule/remote/cas"
 	"github.com/ferrule-build/ferrule/remote/certs"
+	"github.com/ferrule-build/ferrule/remote/clientlimit"
 	"github.com/ferrule-build/ferrule/remote/execution"
 	"github.com/ferrule-build/ferrule/remote/grpcbuf"
 	"github.com/ferrule-build/ferrule/remote/httpcache"
@@ -101,6 +102,12 @@ type Config struct {
 	// UploadIdleTimeout bounds how long an interrupted ByteStream upload
 	// waits to be resumed.
 	UploadIdleTimeout time.Duration
+	// Uploads caps the uploads (ByteStream writes and HTTP PUTs) open at
+	// once, in all and per client; zero values select the defaults.
+	Uploads clientlimit.Limits
+	// HTTPBodyTimeout drops an HTTP PUT whose body sends nothing for this
+	// long; 0 means httpcache.DefaultBodyTimeout.
+	HTTPBodyTimeout time.Duration
 	// ACCacheBytes bounds the memory that keeps recently used action cache
 	// entries above Store (see store.ACCache and Stack); 0 means
 	// DefaultACCacheBytes, negative turns the cache off.
@@ -141,7 +148,8 @@ type Server struct {
 	ActionCache  *ac.Server
 	Capabilities *capabilities.Server
 	HTTPCache    *httpcache.Handler
-	BES          *bes.Store // the invocations published to the Build Event Service
+	Uploads      *clientlimit.Limiter // admits ByteStream writes and HTTP PUTs
+	BES          *bes.Store           // the invocations published to the Build Event Service
 	Web          *web.Handler
 	Sampler      *web.Sampler
 
@@ -189,6 +197,10 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	s.store = st
+	s.Uploads, err = clientlimit.New(clientlimit.Uploads, cfg.Uploads, s.metrics.reg)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 
 	cfg.Auth.ReadOnly = cfg.ReadOnly
 	cfg.Auth.ClientCertificates = cfg.TLS.CA != ""
@@ -232,7 +244,7 @@ func New(cfg Config) (*Server, error) {
 		grpc.ChainStreamInterceptor(s.recoverStream, policy.StreamInterceptor),
 	)...)
 	s.CAS = cas.New(st, cas.Options{MaxBatchBytes: cfg.MaxBatchBytes, Logger: cfg.Logger})
-	s.ByteStream = bytestream.New(st, bytestream.Options{IdleTimeout: cfg.UploadIdleTimeout, Logger: cfg.Logger})
+	s.ByteStream = bytestream.New(st, bytestream.Options{IdleTimeout: cfg.UploadIdleTimeout, Uploads: s.Uploads, Logger: cfg.Logger})
 	s.ActionCache = ac.New(st, ac.Options{ReadOnly: cfg.ReadOnly, Logger: cfg.Logger})
 	sp, err := split.New(s.CAS, chunks, cfg.Chunking)
 	if err != nil {
@@ -259,7 +271,7 @@ func New(cfg Config) (*Server, error) {
 	}
 
 	if cfg.HTTPAddress != "" {
-		s.HTTPCache = httpcache.New(st, httpcache.Options{ReadOnly: cfg.ReadOnly, Logger: cfg.Logger})
+		s.HTTPCache = httpcache.New(st, httpcache.Options{ReadOnly: cfg.ReadOnly, Uploads: s.Uploads, BodyTimeout: cfg.HTTPBodyTimeout, Logger: cfg.Logger})
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
 		mux.HandleFunc("GET /status", s.serveStatus)
@@ -566,6 +578,10 @@ type countingWriter struct {
 	code int
 	n    int64
 }
+
+// Unwrap lets http.ResponseController reach the connection (read
+// deadlines of PUT bodies).
+func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 
 func (c *countingWriter) WriteHeader(code int) {
 	c.code = code

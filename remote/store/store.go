@@ -12,7 +12,9 @@
 //	           (packages store/tiered and store/s3)
 //	backend    disk or memory
 //
-// ReadBlob is the one capped, verified whole-blob read. The gRPC and HTTP
+// ReadBlob is the one capped, verified whole-blob read. Backends that can
+// find a blob's size from its hash alone implement Sizer (SizeOf finds it
+// through decorators), for protocols that name blobs by hash. The gRPC and HTTP
 // services and the execution engine translate their protocols onto a Store
 // and nothing else; a service given a bare backend adds the Verifying and
 // Complete decorators it relies on (WithVerification, WithCompleteness).

@@ -20,6 +20,7 @@ type Store struct {
 
 	mu        sync.Mutex
 	entries   map[store.Key]*list.Element // values are *entry
+	sizes     map[store.Key]int64         // CAS keys without their size -> size
 	lru       list.List                   // front is most recently used
 	bytes     int64
 	evictions int64
@@ -34,6 +35,7 @@ type entry struct {
 var (
 	_ store.Store         = (*Store)(nil)
 	_ store.StatsReporter = (*Store)(nil)
+	_ store.Sizer         = (*Store)(nil)
 )
 
 // New returns an empty store holding at most maxBytes bytes of values
@@ -43,7 +45,7 @@ func New(maxBytes int64) *Store {
 	if maxBytes < 0 {
 		maxBytes = 0
 	}
-	return &Store{max: maxBytes, entries: make(map[store.Key]*list.Element)}
+	return &Store{max: maxBytes, entries: make(map[store.Key]*list.Element), sizes: make(map[store.Key]int64)}
 }
 
 // Get implements store.Store.
@@ -113,17 +115,44 @@ func (s *Store) Put(ctx context.Context, key store.Key, size int64, r io.Reader)
 	} else {
 		s.entries[key] = s.lru.PushFront(&entry{key: key, data: data})
 		s.bytes += size
+		if key.Kind == store.CAS {
+			s.sizes[sizeless(key)] = key.Size
+		}
 	}
 	for s.max > 0 && s.bytes > s.max {
 		el := s.lru.Back()
 		e := el.Value.(*entry)
 		s.lru.Remove(el)
 		delete(s.entries, e.key)
+		if n, ok := s.sizes[sizeless(e.key)]; ok && n == e.key.Size {
+			delete(s.sizes, sizeless(e.key))
+		}
 		s.bytes -= int64(len(e.data))
 		s.evictions++
 		s.evicted += int64(len(e.data))
 	}
 	return nil
+}
+
+func sizeless(k store.Key) store.Key {
+	k.Size = 0
+	return k
+}
+
+// Size implements store.Sizer: the size of the CAS blob with key's hash.
+func (s *Store) Size(ctx context.Context, key store.Key) (int64, error) {
+	key.Size = 0
+	key, err := store.CheckKey(key)
+	if err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok := s.sizes[key]
+	if !ok {
+		return 0, fmt.Errorf("size of %s: %w", key, store.ErrNotFound)
+	}
+	return n, nil
 }
 
 // FindMissing implements store.Store.

@@ -81,3 +81,27 @@ func TestPutGrowsToTheDeclaredSize(t *testing.T) {
 		t.Errorf("stored with capacity %d for %d bytes", c, len(data))
 	}
 }
+
+// TestSize: a CAS blob's size is found from its hash alone until the blob
+// is evicted.
+func TestSize(t *testing.T) {
+	s := New(10)
+	ctx := context.Background()
+	a, b := []byte("aaaaaa"), []byte("bbbbbb")
+	da, _ := digest.Of(repb.DigestFunction_SHA256, a)
+	db, _ := digest.Of(repb.DigestFunction_SHA256, b)
+	ka := store.Key{Kind: store.CAS, Function: repb.DigestFunction_SHA256, Hash: da.Hash, Size: da.SizeBytes}
+	kb := store.Key{Kind: store.CAS, Function: repb.DigestFunction_SHA256, Hash: db.Hash, Size: db.SizeBytes}
+	if err := s.Put(ctx, ka, ka.Size, bytes.NewReader(a)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Size(ctx, store.Key{Kind: store.CAS, Function: ka.Function, Hash: ka.Hash}); err != nil || n != 6 {
+		t.Fatalf("Size: %d %v", n, err)
+	}
+	if err := s.Put(ctx, kb, kb.Size, bytes.NewReader(b)); err != nil { // evicts a
+		t.Fatal(err)
+	}
+	if _, err := s.Size(ctx, ka); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Size of an evicted blob: %v", err)
+	}
+}
