@@ -33,7 +33,7 @@ func BenchmarkCheck(b *testing.B) {
 			}
 			ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", c.header))
 			for b.Loop() {
-				if err := p.checkGRPC(ctx, method); err != nil {
+				if _, err := p.checkGRPC(ctx, method); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -16,6 +16,7 @@ import (
 	refv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/grpc/status"
 
+	"github.com/ferrule-build/ferrule/remote/clientlimit"
 	"github.com/ferrule-build/ferrule/remote/workerpb"
 )
 
@@ -58,7 +59,8 @@ var Methods = map[string]Perm{
 
 // UnaryInterceptor refuses unary calls their caller may not make.
 func (p *Policy) UnaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	if err := p.checkGRPC(ctx, info.FullMethod); err != nil {
+	ctx, err := p.checkGRPC(ctx, info.FullMethod)
+	if err != nil {
 		return nil, err
 	}
 	return h(ctx, req)
@@ -66,20 +68,42 @@ func (p *Policy) UnaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 
 // StreamInterceptor refuses streams their caller may not open.
 func (p *Policy) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-	if err := p.checkGRPC(ss.Context(), info.FullMethod); err != nil {
+	ctx, err := p.checkGRPC(ss.Context(), info.FullMethod)
+	if err != nil {
 		return err
+	}
+	if ctx != ss.Context() {
+		ss = &principalStream{ServerStream: ss, ctx: ctx}
 	}
 	return h(srv, ss)
 }
 
-func (p *Policy) checkGRPC(ctx context.Context, method string) error {
+// principalStream carries the context that names the caller.
+type principalStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *principalStream) Context() context.Context { return s.ctx }
+
+// withPrincipal names an authenticated caller in ctx, so that per-client
+// limits count it rather than its address.
+func withPrincipal(ctx context.Context, pr *Principal) context.Context {
+	if pr == nil || pr.Via == "anonymous" || pr.Via == "open" || pr.Name == "" {
+		return ctx
+	}
+	return clientlimit.WithPrincipal(ctx, pr.Name)
+}
+
+// checkGRPC returns ctx naming the caller, or the refusal.
+func (p *Policy) checkGRPC(ctx context.Context, method string) (context.Context, error) {
 	need, known := Methods[method]
 	label := path.Base(method)
 	if !known {
 		label = "unknown"
 	}
 	if known && need == None {
-		return nil
+		return ctx, nil
 	}
 	var header string
 	if v := metadata.ValueFromIncomingContext(ctx, "authorization"); len(v) > 0 {
@@ -103,8 +127,8 @@ func (p *Policy) checkGRPC(ctx context.Context, method string) error {
 		r = p.authorize(pr, need, method)
 	}
 	if r == nil {
-		return nil
+		return withPrincipal(ctx, pr), nil
 	}
 	p.refuse(r, pr, label, remote)
-	return status.Error(r.code, r.msg)
+	return ctx, status.Error(r.code, r.msg)
 }

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/ferrule-build/ferrule/remote/clientlimit"
 	"github.com/ferrule-build/ferrule/remote/grpctest"
 )
 
@@ -36,6 +37,31 @@ func TestUnknownMethodRefused(t *testing.T) {
 		_, err = testpb.NewTestServiceClient(conn).EmptyCall(ctx, &testpb.Empty{})
 		if status.Code(err) != codes.PermissionDenied {
 			t.Errorf("open=%v: a method not in the table: %v", p.Open(), err)
+		}
+	}
+}
+
+// An authenticated caller reaches the service named in its context, so
+// per-client limits count the principal, not its address; an anonymous
+// one is counted by address.
+func TestPrincipalInContext(t *testing.T) {
+	p, err := New(Config{TokenFile: write(t, "tokens", "ci reader 0123456789abcdef\n"), AllowUnauthenticatedReads: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	method := "/build.bazel.remote.execution.v2.ActionCache/GetActionResult"
+	var got string
+	h := func(ctx context.Context, _ any) (any, error) { got = clientlimit.GRPCClient(ctx); return nil, nil }
+	for header, want := range map[string]string{"Bearer 0123456789abcdef": "principal:ci", "": "unknown"} {
+		ctx := context.Background()
+		if header != "" {
+			ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("authorization", header))
+		}
+		if _, err := p.UnaryInterceptor(ctx, nil, &grpc.UnaryServerInfo{FullMethod: method}, h); err != nil {
+			t.Fatalf("%q: %v", header, err)
+		}
+		if got != want {
+			t.Errorf("%q: the service sees client %q, want %q", header, got, want)
 		}
 	}
 }

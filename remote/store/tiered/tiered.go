@@ -180,25 +180,15 @@ func (t *Store) GetCompressed(ctx context.Context, key store.Key) (io.ReadCloser
 	return store.GetCompressed(ctx, t.local, key)
 }
 
-// sizer is implemented by stores that find a value's size from its hash
-// alone (the HTTP cache's Sizer).
-type sizer interface {
-	Size(ctx context.Context, key store.Key) (int64, error)
-}
+var _ store.Sizer = (*Store)(nil)
 
-// Size returns the size of key's value from the local store if it can
-// tell, and from the shared one otherwise, ignoring key.Size.
+// Size implements store.Sizer: the size of key's value from the local store
+// if it can tell, and from the shared one otherwise, ignoring key.Size.
 func (t *Store) Size(ctx context.Context, key store.Key) (int64, error) {
-	if sz, ok := t.local.(sizer); ok {
-		if n, err := sz.Size(ctx, key); err == nil {
-			return n, nil
-		}
+	if n, err := store.SizeOf(ctx, t.local, key); err == nil {
+		return n, nil
 	}
-	sz, ok := t.shared.(sizer)
-	if !ok {
-		return 0, fmt.Errorf("size of %s: %w", key, store.ErrNotFound)
-	}
-	n, err := sz.Size(ctx, key)
+	n, err := store.SizeOf(ctx, t.shared, key)
 	if errors.Is(err, store.ErrUnavailable) {
 		return 0, fmt.Errorf("%w: size of %s: the shared tier is unavailable: %v", store.ErrNotFound, key, err)
 	}
