@@ -97,7 +97,9 @@ func (p *Policy) withPrincipal(ctx context.Context, pr *Principal) context.Conte
 	if p.cfg.ReadOnly {
 		perm &^= writes
 	}
-	ctx = context.WithValue(ctx, permKey{}, perm)
+	if perm != All { // a context without the key holds everything
+		ctx = context.WithValue(ctx, permKey{}, perm)
+	}
 	if pr.Via == "anonymous" || pr.Via == "open" || pr.Name == "" {
 		return ctx
 	}
