@@ -2,6 +2,8 @@ package auth
 
 import (
 	"bytes"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"log/slog"
 	"os"
@@ -129,5 +131,29 @@ func TestCredentialFilesReload(t *testing.T) {
 	rewrite(t, tokens, "b reader "+tokenB+"\n", 3)
 	if as("Bearer "+tokenA) != nil {
 		t.Error("token a, removed from the file, is still accepted")
+	}
+}
+
+// The client certificate role file is reloaded the same way.
+func TestCertRoleFileReload(t *testing.T) {
+	old := recheck
+	recheck = 0
+	t.Cleanup(func() { recheck = old })
+	roles := write(t, "roles", "c1 reader\n")
+	p, err := New(Config{ClientCertificates: true, CertRoleFile: roles})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := &x509.Certificate{Subject: pkix.Name{CommonName: "c1"}}
+	if pr := p.fromCertificate(cert); pr.Perm != Read {
+		t.Fatalf("c1 before the change: %v", pr)
+	}
+	rewrite(t, roles, "c1 writer\n", 1)
+	if pr := p.fromCertificate(cert); pr.Perm&WriteAC == 0 {
+		t.Errorf("c1 after it became a writer: %v", pr)
+	}
+	rewrite(t, roles, "c1\n", 2)
+	if pr := p.fromCertificate(cert); pr.Perm&WriteAC == 0 {
+		t.Errorf("a role file that does not parse replaced the previous one: %v", pr)
 	}
 }
