@@ -86,13 +86,33 @@ type principalStream struct {
 
 func (s *principalStream) Context() context.Context { return s.ctx }
 
-// withPrincipal names an authenticated caller in ctx, so that per-client
-// limits count it rather than its address.
-func withPrincipal(ctx context.Context, pr *Principal) context.Context {
-	if pr == nil || pr.Via == "anonymous" || pr.Via == "open" || pr.Name == "" {
+// permKey is the context key of what the caller may do.
+type permKey struct{}
+
+// withPrincipal records in ctx what the caller may do (Holds) and names an
+// authenticated caller, so that per-client limits count it rather than its
+// address.
+func (p *Policy) withPrincipal(ctx context.Context, pr *Principal) context.Context {
+	perm := pr.Perm
+	if p.cfg.ReadOnly {
+		perm &^= writes
+	}
+	if perm != All { // a context without the key holds everything
+		ctx = context.WithValue(ctx, permKey{}, perm)
+	}
+	if pr.Via == "anonymous" || pr.Via == "open" || pr.Name == "" {
 		return ctx
 	}
 	return clientlimit.WithPrincipal(ctx, pr.Name)
+}
+
+// Holds reports whether the caller of a request that passed the policy may
+// do what needs perm (with --read_only no one holds a write). A context
+// the policy did not see holds everything: the check is the policy's, and
+// without one nothing is refused.
+func Holds(ctx context.Context, perm Perm) bool {
+	have, ok := ctx.Value(permKey{}).(Perm)
+	return !ok || have&perm == perm
 }
 
 // checkGRPC returns ctx naming the caller, or the refusal.
@@ -127,7 +147,7 @@ func (p *Policy) checkGRPC(ctx context.Context, method string) (context.Context,
 		r = p.authorize(pr, need, method)
 	}
 	if r == nil {
-		return withPrincipal(ctx, pr), nil
+		return p.withPrincipal(ctx, pr), nil
 	}
 	p.refuse(r, pr, label, remote)
 	return ctx, status.Error(r.code, r.msg)

@@ -51,7 +51,7 @@ func (p *Policy) HTTP(next http.Handler) http.Handler {
 			ref = p.authorize(pr, need, what)
 		}
 		if ref == nil {
-			next.ServeHTTP(w, r.WithContext(withPrincipal(r.Context(), pr)))
+			next.ServeHTTP(w, r.WithContext(p.withPrincipal(r.Context(), pr)))
 			return
 		}
 		p.refuse(ref, pr, what, r.RemoteAddr)

@@ -40,13 +40,10 @@ type Config struct {
 // Policy authenticates requests and refuses what their principal may not do.
 type Policy struct {
 	cfg       Config
-	open      bool // no credential source: everyone holds every role
-	tokens    map[tokenKey]*Principal
-	users     map[string]user
-	certRoles []certRole
-
-	mu      sync.Mutex
-	basicOK map[tokenKey]*Principal // basic credentials that passed bcrypt
+	open      bool                              // no credential source: everyone holds every role
+	tokens    *watched[map[tokenKey]*Principal] // nil without a token file
+	users     *watched[*htpasswd]               // nil without an htpasswd file
+	certRoles *watched[[]certRole]              // nil without a role file
 
 	refused *prometheus.CounterVec
 	log     *slog.Logger
@@ -62,15 +59,15 @@ func New(c Config) (*Policy, error) {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	p := &Policy{cfg: c, log: c.Logger, basicOK: map[tokenKey]*Principal{}}
+	p := &Policy{cfg: c, log: c.Logger}
 	var err error
 	if c.TokenFile != "" {
-		if p.tokens, err = readTokens(c.TokenFile); err != nil {
+		if p.tokens, err = watch("token file", c.TokenFile, readTokens, c.Logger); err != nil {
 			return nil, err
 		}
 	}
 	if c.HtpasswdFile != "" {
-		if p.users, err = readHtpasswd(c.HtpasswdFile); err != nil {
+		if p.users, err = watch("htpasswd file", c.HtpasswdFile, readHtpasswdCache, c.Logger); err != nil {
 			return nil, err
 		}
 	}
@@ -78,7 +75,7 @@ func New(c Config) (*Policy, error) {
 		if !c.ClientCertificates {
 			return nil, fmt.Errorf("a client certificate role file (%s) needs a client CA (--tls_ca_file)", c.CertRoleFile)
 		}
-		if p.certRoles, err = readCertRoles(c.CertRoleFile); err != nil {
+		if p.certRoles, err = watch("client certificate role file", c.CertRoleFile, readCertRoles, c.Logger); err != nil {
 			return nil, err
 		}
 	}
@@ -149,17 +146,40 @@ func (p *Policy) fromHeader(header string) (*Principal, *refusal) {
 	value = strings.TrimSpace(value)
 	switch {
 	case strings.EqualFold(scheme, "Bearer"):
-		if pr, ok := p.tokens[keyOf(value)]; ok && value != "" {
+		if p.tokens == nil {
+			return nil, badCredentials("this server takes no bearer tokens (no --token_file)")
+		}
+		if pr, ok := p.tokens.get()[keyOf(value)]; ok && value != "" {
 			return pr, nil
 		}
 		return nil, badCredentials("the bearer token is not in the server's token file")
 	case strings.EqualFold(scheme, "Basic"):
-		return p.basic(value)
+		if p.users == nil {
+			return nil, badCredentials("this server takes no basic credentials (no --htpasswd_file)")
+		}
+		return p.users.get().check(value)
 	}
 	return nil, badCredentials("unsupported authorization scheme %q (want Bearer or Basic)", scheme)
 }
 
-func (p *Policy) basic(value string) (*Principal, *refusal) {
+// htpasswd is a loaded htpasswd file and the credentials that passed its
+// bcrypt check: a reloaded file starts with none remembered.
+type htpasswd struct {
+	users map[string]user
+
+	mu sync.Mutex
+	ok map[tokenKey]*Principal
+}
+
+func readHtpasswdCache(file string) (*htpasswd, error) {
+	users, err := readHtpasswd(file)
+	if err != nil {
+		return nil, err
+	}
+	return &htpasswd{users: users, ok: map[tokenKey]*Principal{}}, nil
+}
+
+func (h *htpasswd) check(value string) (*Principal, *refusal) {
 	raw, err := base64.StdEncoding.DecodeString(value)
 	if err != nil {
 		return nil, badCredentials("basic credentials are not base64")
@@ -169,25 +189,25 @@ func (p *Policy) basic(value string) (*Principal, *refusal) {
 		return nil, badCredentials("basic credentials are not USER:PASSWORD")
 	}
 	k := keyOf(string(raw))
-	p.mu.Lock()
-	pr, ok := p.basicOK[k]
-	p.mu.Unlock()
+	h.mu.Lock()
+	pr, ok := h.ok[k]
+	h.mu.Unlock()
 	if ok {
 		return pr, nil
 	}
-	u, ok := p.users[name]
+	u, ok := h.users[name]
 	if !ok {
 		return nil, badCredentials("unknown user %q", name)
 	}
 	if bcrypt.CompareHashAndPassword(u.hash, []byte(password)) != nil {
 		return nil, badCredentials("wrong password for user %q", name)
 	}
-	p.mu.Lock()
-	if len(p.basicOK) >= maxBasicCache {
-		clear(p.basicOK)
+	h.mu.Lock()
+	if len(h.ok) >= maxBasicCache {
+		clear(h.ok)
 	}
-	p.basicOK[k] = u.Principal
-	p.mu.Unlock()
+	h.ok[k] = u.Principal
+	h.mu.Unlock()
 	return u.Principal, nil
 }
 
@@ -212,7 +232,7 @@ func (p *Policy) fromCertificate(c *x509.Certificate) *Principal {
 		return pr
 	}
 	names := certNames(c)
-	for _, r := range p.certRoles {
+	for _, r := range p.certRoles.get() {
 		if slices.Contains(names, r.name) {
 			pr.Perm |= r.perm
 			for _, n := range r.roles {

@@ -35,6 +35,10 @@ type Options struct {
 	MaxBatchBytes int64
 	// UpdateEnabled says whether clients may write to the action cache.
 	UpdateEnabled bool
+	// MayUpdate, when set, says whether the caller of a request may write
+	// to the action cache; update_enabled is false for one that may not,
+	// so that its client does not attempt uploads it would be refused.
+	MayUpdate func(context.Context) bool
 	// Chunking, when set, fills in split and splice support and the
 	// chunking functions' parameters.
 	Chunking interface {
@@ -89,7 +93,7 @@ func (s *Server) GetCapabilities(ctx context.Context, req *repb.GetCapabilitiesR
 		CacheCapabilities: &repb.CacheCapabilities{
 			DigestFunctions: append([]repb.DigestFunction_Value(nil), digest.Supported...),
 			ActionCacheUpdateCapabilities: &repb.ActionCacheUpdateCapabilities{
-				UpdateEnabled: s.opts.UpdateEnabled,
+				UpdateEnabled: s.opts.UpdateEnabled && (s.opts.MayUpdate == nil || s.opts.MayUpdate(ctx)),
 			},
 			CachePriorityCapabilities: &repb.PriorityCapabilities{
 				Priorities: []*repb.PriorityCapabilities_PriorityRange{{MinPriority: 0, MaxPriority: 0}},

@@ -478,3 +478,31 @@ func TestAuthConfigErrors(t *testing.T) {
 }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// GetCapabilities tells each caller whether it may write the action cache,
+// so that Bazel does not attempt uploads it would be refused: a writer
+// may; a reader, an executor (results come only from workers) and a
+// worker may not, nor anyone on a read-only server. Without credentials
+// configured everyone may.
+func TestCapabilitiesPerPrincipal(t *testing.T) {
+	updateEnabled := func(t *testing.T, r *running, token string) bool {
+		t.Helper()
+		caps, err := repb.NewCapabilitiesClient(r.conn).GetCapabilities(as(token), &repb.GetCapabilitiesRequest{}, grpc.WaitForReady(true))
+		if err != nil {
+			t.Fatalf("GetCapabilities as %q: %v", token, err)
+		}
+		return caps.CacheCapabilities.ActionCacheUpdateCapabilities.UpdateEnabled
+	}
+	r := start(t, server.Config{Auth: auth.Config{TokenFile: tokenFile(t)}}, withExecution)
+	for token, want := range map[string]bool{writerToken: true, readerToken: false, executorToken: false, workerToken: false} {
+		if got := updateEnabled(t, r, token); got != want {
+			t.Errorf("token %s: update_enabled=%v, want %v", token, got, want)
+		}
+	}
+	if !updateEnabled(t, start(t, server.Config{}, nil), "") {
+		t.Error("a server without credentials tells an anonymous client it may not update the action cache")
+	}
+	if updateEnabled(t, start(t, server.Config{ReadOnly: true, Auth: auth.Config{TokenFile: tokenFile(t)}}, nil), writerToken) {
+		t.Error("a read-only server tells a writer it may update the action cache")
+	}
+}

@@ -250,7 +250,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	s.Capabilities = capabilities.New(capabilities.Options{MaxBatchBytes: cfg.MaxBatchBytes, UpdateEnabled: !cfg.ReadOnly, Chunking: sp})
+	s.Capabilities = capabilities.New(capabilities.Options{MaxBatchBytes: cfg.MaxBatchBytes, UpdateEnabled: !cfg.ReadOnly, Chunking: sp,
+		MayUpdate: func(ctx context.Context) bool { return auth.Holds(ctx, auth.WriteAC) }})
 	sp.Register(s.grpc)
 	s.ByteStream.Register(s.grpc)
 	s.ActionCache.Register(s.grpc)
