@@ -431,7 +431,7 @@ func (s *Server) Write(stream bspb.ByteStream_WriteServer) error {
 	// Admitted before a message is read: a message being received is
 	// memory held for the stream.
 	if s.limiter != nil {
-		release, err := s.limiter.Acquire(clientlimit.GRPCClient(ctx))
+		release, err := s.limiter.Acquire(ctx, clientlimit.GRPCClient(ctx))
 		if err != nil {
 			return err
 		}

@@ -663,7 +663,7 @@ func TestParkedUploadsBounded(t *testing.T) {
 // upload kept for resumption does not hold an admission, so it can be
 // resumed at the cap.
 func TestUploadLimit(t *testing.T) {
-	lim, err := clientlimit.New(clientlimit.Uploads, clientlimit.Limits{MaxOpen: 1}, nil)
+	lim, err := clientlimit.New(clientlimit.Uploads, clientlimit.Limits{MaxOpen: 1, Wait: -1}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -196,7 +196,7 @@ func TestAdmissionRefusesDoublingTree(t *testing.T) {
 // Execute streams is refused another (RESOURCE_EXHAUSTED naming the limit,
 // counted); one ending makes room.
 func TestExecuteStreamsPerClient(t *testing.T) {
-	e := newEnv(t, Options{Streams: clientlimit.Limits{MaxPerClient: 2}}, true)
+	e := newEnv(t, Options{Streams: clientlimit.Limits{MaxPerClient: 2, Wait: -1}}, true)
 	e.startWorkers(1) // busy with the first action; the second waits
 	var cancels []context.CancelFunc
 	for i := range 2 {

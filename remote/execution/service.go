@@ -314,7 +314,7 @@ func (s *Service) follow(op *operation, stream opStream) error {
 
 // Execute implements REAPI Execution.Execute.
 func (s *Service) Execute(req *repb.ExecuteRequest, stream repb.Execution_ExecuteServer) error {
-	release, err := s.streams.Acquire(clientlimit.GRPCClient(stream.Context()))
+	release, err := s.streams.Acquire(stream.Context(), clientlimit.GRPCClient(stream.Context()))
 	if err != nil {
 		return err
 	}
@@ -328,7 +328,7 @@ func (s *Service) Execute(req *repb.ExecuteRequest, stream repb.Execution_Execut
 
 // WaitExecution implements REAPI Execution.WaitExecution.
 func (s *Service) WaitExecution(req *repb.WaitExecutionRequest, stream repb.Execution_WaitExecutionServer) error {
-	release, err := s.streams.Acquire(clientlimit.GRPCClient(stream.Context()))
+	release, err := s.streams.Acquire(stream.Context(), clientlimit.GRPCClient(stream.Context()))
 	if err != nil {
 		return err
 	}

@@ -165,7 +165,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if h.opts.Uploads != nil {
-			release, err := h.opts.Uploads.Acquire(clientlimit.HTTPClient(r))
+			release, err := h.opts.Uploads.Acquire(r.Context(), clientlimit.HTTPClient(r))
 			if err != nil {
 				// Do not wait for the body of a refused upload.
 				w.Header().Set("Connection", "close")

@@ -228,14 +228,14 @@ const perUploadBytes = stallFirst + (256+256+32+128)<<10
 
 // TestStalledUploads opens 10,000 uploads (ByteStream writes and HTTP
 // PUTs from ten client addresses) that each send a first chunk and stall:
-// the server admits MaxOpen of them, refuses the rest with
+// the server admits MaxOpen of them, refuses the rest (after a short wait) with
 // RESOURCE_EXHAUSTED/503, and its live heap stays under a bound derived
 // from that cap.
 func TestStalledUploads(t *testing.T) {
 	if testing.Short() {
 		t.Skip("opens 10,000 connections")
 	}
-	limits := clientlimit.Limits{MaxOpen: 500, MaxPerClient: 80}
+	limits := clientlimit.Limits{MaxOpen: 500, MaxPerClient: 80, Wait: 100 * time.Millisecond}
 	if v := os.Getenv("FERRULE_STALL_UNBOUNDED"); v != "" {
 		// For measuring the server without caps (not a test).
 		limits = clientlimit.Limits{MaxOpen: 1 << 30, MaxPerClient: 1 << 30}
@@ -313,7 +313,7 @@ func TestStalledPUTsDropped(t *testing.T) {
 // TestUploadsPerClient: one client address past max_uploads_per_client is
 // refused while another is still admitted.
 func TestUploadsPerClient(t *testing.T) {
-	r := start(t, server.Config{Uploads: clientlimit.Limits{MaxOpen: 100, MaxPerClient: 5}, HTTPBodyTimeout: time.Hour}, nil)
+	r := start(t, server.Config{Uploads: clientlimit.Limits{MaxOpen: 100, MaxPerClient: 5, Wait: 100 * time.Millisecond}, HTTPBodyTimeout: time.Hour}, nil)
 	c := startStallClient(t, r, 1, 10, 0)
 	<-c.ready
 	up := r.srv.Uploads
