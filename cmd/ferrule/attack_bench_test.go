@@ -97,11 +97,15 @@ func BenchmarkUnderAttack(b *testing.B) {
 				f(ctx, conn, from, &attacks)
 			}()
 		}
-		attack(func(ctx context.Context, conn *grpc.ClientConn, _ net.IP, n *attackCounts) { stallByteStream(ctx, conn, stalledBS, n) })
+		attack(func(ctx context.Context, conn *grpc.ClientConn, _ net.IP, n *attackCounts) {
+			stallByteStream(ctx, conn, stalledBS, n)
+		})
 		attack(func(ctx context.Context, _ *grpc.ClientConn, from net.IP, n *attackCounts) {
 			stallPUTs(ctx, httpAddr, from, stalledPUTs, n)
 		})
-		attack(func(ctx context.Context, conn *grpc.ClientConn, _ net.IP, n *attackCounts) { hostileTrees(ctx, b, conn, n) })
+		attack(func(ctx context.Context, conn *grpc.ClientConn, _ net.IP, n *attackCounts) {
+			hostileTrees(ctx, b, conn, n)
+		})
 		attack(func(ctx context.Context, conn *grpc.ClientConn, _ net.IP, n *attackCounts) { badNames(ctx, conn, n) })
 		attack(func(ctx context.Context, conn *grpc.ClientConn, _ net.IP, n *attackCounts) {
 			floodExecute(ctx, b, conn, execFlood, n)
