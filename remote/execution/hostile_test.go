@@ -282,7 +282,12 @@ func TestOutputLimit(t *testing.T) {
 	if codes.Code(resp.Status.GetCode()) != codes.ResourceExhausted {
 		t.Fatalf("status %v with %s=100, want RESOURCE_EXHAUSTED", resp.Status, worker.PropMaxOutput)
 	}
-	if n := e.svc.Refusals(worker.LimitOutputBytes); n != 2 {
-		t.Errorf("%v refusals counted, want 2", n)
+	// Stdout counts too.
+	_, resp = e.run(&repb.ExecuteRequest{ActionDigest: e.action(shCommand("head -c 1200 /dev/zero"), nil, nil)})
+	if codes.Code(resp.Status.GetCode()) != codes.ResourceExhausted {
+		t.Fatalf("status %v for 1,200 bytes of stdout, want RESOURCE_EXHAUSTED", resp.Status)
+	}
+	if n := e.svc.Refusals(worker.LimitOutputBytes); n != 3 {
+		t.Errorf("%v refusals counted, want 3", n)
 	}
 }
