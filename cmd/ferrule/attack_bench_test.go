@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,15 +35,18 @@ import (
 // GetActionResult; every answer checked) first alone, then while bounded
 // hostile clients stall ByteStream uploads and HTTP PUTs, send Execute
 // requests with a doubling Directory DAG and a too-deep chain, send
-// malformed resource names and flood Execute streams. It prints the
+// malformed resource names and flood Execute streams: each attack alone
+// (sub-benchmarks named for it), then all at once ("all"). It prints the
 // client's p99 before and during and the process's peak RSS (server and
 // clients share the process); it fails on a wrong answer, a dead server
-// or an RSS above 1 GiB, never on a time.
+// or an RSS above the store's bound plus 256 MiB, never on a time.
 // Run: go test -run '^$' -bench UnderAttack -benchtime 1x ./cmd/ferrule/
+// (-bench UnderAttack/all for the combined attack only).
 func BenchmarkUnderAttack(b *testing.B) {
 	const (
 		phase       = 6 * time.Second
-		rssBound    = 1 << 30
+		storeBytes  = 512 << 20
+		rssBound    = storeBytes + 256<<20 // the memory store's bound plus room for the rest
 		stalledBS   = 150 // ByteStream uploads left open mid-blob
 		stalledPUTs = 150 // HTTP PUTs that send a header and stall
 		execFlood   = 300 // Execute streams opened by one client
@@ -50,7 +54,7 @@ func BenchmarkUnderAttack(b *testing.B) {
 	c := defaultServeConfig()
 	c.Dir = b.TempDir()
 	c.Store = "memory"
-	c.MaxSize = 512 << 20
+	c.MaxSize = storeBytes
 	c.GRPCAddress, c.HTTPAddress = "127.0.0.1:0", "127.0.0.1:0"
 	c.LogLevel = "error"
 	c.Workers, c.WorkerNoNamespaces = 1, true
@@ -78,64 +82,78 @@ func BenchmarkUnderAttack(b *testing.B) {
 		b.Fatal(err)
 	}
 
-	b.ResetTimer()
-	for range b.N {
-		before := client.run(phase)
-
-		ctx, cancel := context.WithTimeout(context.Background(), phase)
-		var wg sync.WaitGroup
-		var attacks attackCounts
-		hostile := byte(10)
-		attack := func(f func(ctx context.Context, conn *grpc.ClientConn, from net.IP, n *attackCounts)) {
-			hostile++
-			from := net.IPv4(127, 0, 0, hostile)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				conn := dial(from)
-				defer conn.Close()
-				f(ctx, conn, from, &attacks)
-			}()
-		}
-		attack(func(ctx context.Context, conn *grpc.ClientConn, _ net.IP, n *attackCounts) {
+	type attackFunc func(ctx context.Context, conn *grpc.ClientConn, from net.IP, n *attackCounts)
+	attacks := []struct {
+		name string
+		f    attackFunc
+	}{
+		{"stalled-uploads", func(ctx context.Context, conn *grpc.ClientConn, _ net.IP, n *attackCounts) {
 			stallByteStream(ctx, conn, stalledBS, n)
-		})
-		attack(func(ctx context.Context, _ *grpc.ClientConn, from net.IP, n *attackCounts) {
+		}},
+		{"stalled-puts", func(ctx context.Context, _ *grpc.ClientConn, from net.IP, n *attackCounts) {
 			stallPUTs(ctx, httpAddr, from, stalledPUTs, n)
-		})
-		attack(func(ctx context.Context, conn *grpc.ClientConn, _ net.IP, n *attackCounts) {
+		}},
+		{"hostile-trees", func(ctx context.Context, conn *grpc.ClientConn, _ net.IP, n *attackCounts) {
 			hostileTrees(ctx, b, conn, n)
-		})
-		attack(func(ctx context.Context, conn *grpc.ClientConn, _ net.IP, n *attackCounts) { badNames(ctx, conn, n) })
-		attack(func(ctx context.Context, conn *grpc.ClientConn, _ net.IP, n *attackCounts) {
+		}},
+		{"bad-names", func(ctx context.Context, conn *grpc.ClientConn, _ net.IP, n *attackCounts) { badNames(ctx, conn, n) }},
+		{"execute-flood", func(ctx context.Context, conn *grpc.ClientConn, _ net.IP, n *attackCounts) {
 			floodExecute(ctx, b, conn, execFlood, n)
-		})
-		during := client.run(phase)
-		cancel()
-		wg.Wait()
+		}},
+	}
+	// run measures the client alone, then while the attacks run, each
+	// from its own address.
+	run := func(b *testing.B, name string, fs []attackFunc) {
+		for range b.N {
+			before := client.run(phase)
+			ctx, cancel := context.WithTimeout(context.Background(), phase)
+			var wg sync.WaitGroup
+			var counts attackCounts
+			for i, f := range fs {
+				from := net.IPv4(127, 0, 0, byte(11+i))
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					conn := dial(from)
+					defer conn.Close()
+					f(ctx, conn, from, &counts)
+				}()
+			}
+			during := client.run(phase)
+			cancel()
+			wg.Wait()
 
-		// The server is alive and still right.
-		if after := client.run(500 * time.Millisecond); after.ops == 0 || after.wrong > 0 || after.errors > 0 {
-			b.Errorf("after the attacks: %d operations, %d wrong, %d errors", after.ops, after.wrong, after.errors)
-		}
-		hwm := procStatus("VmHWM")
-		fmt.Printf("under attack: well-behaved client p99 %v alone (%d calls, %d errors, %d wrong), %v under attack (%d calls, %d errors, %d wrong)\n",
-			before.p99(), before.ops, before.errors, before.wrong, during.p99(), during.ops, during.errors, during.wrong)
-		fmt.Printf("under attack: p50 %v alone, %v under attack\n", before.p50(), during.p50())
-		fmt.Printf("under attack: attacks: %d stalled uploads held (%d refused), %d stalled PUTs held (%d refused), %d hostile trees refused, %d bad names refused, %d Execute streams open (%d refused)\n",
-			attacks.bsHeld.Load(), attacks.bsRefused.Load(), attacks.putHeld.Load(), attacks.putRefused.Load(),
-			attacks.treesRefused.Load(), attacks.namesRefused.Load(), attacks.execOpen.Load(), attacks.execRefused.Load())
-		fmt.Printf("under attack: peak RSS of the process (server and clients) %d MiB (VmHWM), bound %d MiB\n", hwm>>20, rssBound>>20)
-		if before.wrong+during.wrong > 0 {
-			b.Errorf("the well-behaved client got %d wrong answers", before.wrong+during.wrong)
-		}
-		if hwm > rssBound {
-			b.Errorf("peak RSS %d MiB above the bound of %d MiB", hwm>>20, rssBound>>20)
-		}
-		if attacks.unexpected.Load() > 0 {
-			b.Errorf("%d hostile requests got an answer other than the refusal expected", attacks.unexpected.Load())
+			// The server is alive and still right.
+			if after := client.run(500 * time.Millisecond); after.ops == 0 || after.wrong > 0 || after.errors > 0 {
+				b.Errorf("after the attacks: %d operations, %d wrong, %d errors", after.ops, after.wrong, after.errors)
+			}
+			hwm := procStatus("VmHWM")
+			fmt.Printf("under attack [%s]: well-behaved client p99 %v alone (%d calls, %d errors, %d wrong), %v under attack (%d calls, %d errors, %d wrong); p50 %v, %v\n",
+				name, before.p99(), before.ops, before.errors, before.wrong, during.p99(), during.ops, during.errors, during.wrong, before.p50(), during.p50())
+			fmt.Printf("under attack [%s]: %d stalled uploads held (%d refused), %d stalled PUTs held (%d refused), %d hostile trees refused, %d bad names refused, %d Execute streams open (%d refused)\n",
+				name, counts.bsHeld.Load(), counts.bsRefused.Load(), counts.putHeld.Load(), counts.putRefused.Load(),
+				counts.treesRefused.Load(), counts.namesRefused.Load(), counts.execOpen.Load(), counts.execRefused.Load())
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			fmt.Printf("under attack [%s]: peak RSS of the process so far (server and clients) %d MiB (VmHWM), now %d MiB, Go heap in use %d MiB; bound %d MiB\n",
+				name, hwm>>20, procStatus("VmRSS")>>20, ms.HeapInuse>>20, rssBound>>20)
+			if before.wrong+during.wrong > 0 {
+				b.Errorf("the well-behaved client got %d wrong answers", before.wrong+during.wrong)
+			}
+			if hwm > rssBound {
+				b.Errorf("peak RSS %d MiB above the bound of %d MiB", hwm>>20, rssBound>>20)
+			}
+			if counts.unexpected.Load() > 0 {
+				b.Errorf("%d hostile requests got an answer other than the refusal expected (last: %v)", counts.unexpected.Load(), counts.lastUnexpected.Load())
+			}
 		}
 	}
+	var all []attackFunc
+	for _, a := range attacks {
+		all = append(all, a.f)
+		b.Run(a.name, func(b *testing.B) { run(b, a.name, []attackFunc{a.f}) })
+	}
+	b.Run("all", func(b *testing.B) { run(b, "all", all) })
 }
 
 // startServeTB runs runServe on c until stop.
@@ -191,6 +209,7 @@ type goodClient struct {
 	blobs   map[string][]byte
 	action  *repb.Digest
 	result  *repb.ActionResult
+	writes  []*repb.BatchUpdateBlobsRequest_Request
 }
 
 type phaseStats struct {
@@ -221,6 +240,10 @@ func (g *goodClient) setup() error {
 	}
 	if _, err := g.cas.BatchUpdateBlobs(ctx, req); err != nil {
 		return err
+	}
+	for range 64 {
+		data, d := randomBlob(2048)
+		g.writes = append(g.writes, &repb.BatchUpdateBlobsRequest_Request{Digest: d, Data: data})
 	}
 	_, g.action = randomBlob(64)
 	g.result = &repb.ActionResult{OutputFiles: []*repb.OutputFile{{Path: "out", Digest: g.present[0]}}, ExitCode: 0}
@@ -253,7 +276,10 @@ func (g *goodClient) run(d time.Duration) *phaseStats {
 			resp, err := g.cas.FindMissingBlobs(ctx, &repb.FindMissingBlobsRequest{BlobDigests: append(slices.Clone(g.present[:4]), absent)})
 			return err == nil && len(resp.GetMissingBlobDigests()) == 1 && proto.Equal(resp.MissingBlobDigests[0], absent), err
 		})
-		data, d := randomBlob(2048)
+		// Writes cycle over a fixed pool, so the store does not grow and
+		// the RSS figures show what the attacks cost.
+		w := g.writes[st.ops%len(g.writes)]
+		data, d := w.Data, w.Digest
 		call(func(ctx context.Context) (bool, error) {
 			resp, err := g.cas.BatchUpdateBlobs(ctx, &repb.BatchUpdateBlobsRequest{Requests: []*repb.BatchUpdateBlobsRequest_Request{{Digest: d, Data: data}}})
 			return err == nil && len(resp.GetResponses()) == 1 && resp.Responses[0].GetStatus().GetCode() == 0, err
@@ -286,6 +312,13 @@ type attackCounts struct {
 	bsHeld, bsRefused, putHeld, putRefused atomic.Int64
 	treesRefused, namesRefused             atomic.Int64
 	execOpen, execRefused, unexpected      atomic.Int64
+	lastUnexpected                         atomic.Value // string
+}
+
+// odd counts an answer other than the refusal expected.
+func (c *attackCounts) odd(what string) {
+	c.unexpected.Add(1)
+	c.lastUnexpected.Store(what)
 }
 
 // stallByteStream opens n uploads of 1 MiB blobs, sends 1 KiB of each and
@@ -297,7 +330,9 @@ func stallByteStream(ctx context.Context, conn *grpc.ClientConn, n int, c *attac
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, d := randomBlob(1 << 20)
+			// Declared 1 MiB; the content never comes, so any hash will do.
+			_, d := randomBlob(16)
+			d.SizeBytes = 1 << 20
 			w, err := bs.Write(ctx)
 			if err != nil {
 				return
@@ -307,7 +342,7 @@ func stallByteStream(ctx context.Context, conn *grpc.ClientConn, n int, c *attac
 			// a held one takes both chunks and waits for the rest.
 			err = w.Send(&bytestream.WriteRequest{ResourceName: name, Data: make([]byte, 1024)})
 			if err == nil {
-				time.Sleep(500 * time.Millisecond)
+				time.Sleep(time.Second)
 				err = w.Send(&bytestream.WriteRequest{WriteOffset: 1024, Data: make([]byte, 1024)})
 			}
 			if err != nil {
@@ -315,7 +350,7 @@ func stallByteStream(ctx context.Context, conn *grpc.ClientConn, n int, c *attac
 				if status.Code(err) == codes.ResourceExhausted {
 					c.bsRefused.Add(1)
 				} else {
-					c.unexpected.Add(1)
+					c.odd(fmt.Sprintf("stalled upload: %v", err))
 				}
 				return
 			}
@@ -341,13 +376,14 @@ func stallPUTs(ctx context.Context, addr string, from net.IP, n int, c *attackCo
 			defer conn.Close()
 			_, d := randomBlob(16)
 			fmt.Fprintf(conn, "PUT /cas/%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n0123456789", d.Hash, 1<<20+i)
-			conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			// An answer within 2 s (the body timeout is 3 s) is a refusal.
+			conn.SetReadDeadline(time.Now().Add(2 * time.Second))
 			buf := make([]byte, 64)
 			if k, _ := conn.Read(buf); k > 0 {
 				if bytes.Contains(buf[:k], []byte(" 503 ")) {
 					c.putRefused.Add(1)
 				} else {
-					c.unexpected.Add(1)
+					c.odd(fmt.Sprintf("stalled PUT: %q", buf[:k]))
 				}
 				return
 			}
@@ -389,8 +425,9 @@ func hostileTrees(ctx context.Context, tb testing.TB, conn *grpc.ClientConn, c *
 	for i := 0; ctx.Err() == nil; i++ {
 		stream, err := exec.Execute(ctx, &repb.ExecuteRequest{ActionDigest: actions[i%2], SkipCacheLookup: true})
 		if err != nil {
-			if ctx.Err() == nil {
-				c.unexpected.Add(1)
+			// gRPC sees the deadline pass before ctx.Err() does.
+			if code := status.Code(err); code != codes.DeadlineExceeded && code != codes.Canceled {
+				c.odd(fmt.Sprintf("hostile tree: %v", err))
 			}
 			continue
 		}
@@ -405,7 +442,7 @@ func hostileTrees(ctx context.Context, tb testing.TB, conn *grpc.ClientConn, c *
 				if codes.Code(resp.GetStatus().GetCode()) == codes.InvalidArgument {
 					c.treesRefused.Add(1)
 				} else {
-					c.unexpected.Add(1)
+					c.odd(fmt.Sprintf("hostile tree: %v", resp.GetStatus()))
 				}
 			}
 		}
@@ -428,7 +465,7 @@ func badNames(ctx context.Context, conn *grpc.ClientConn, c *attackCounts) {
 			c.namesRefused.Add(1)
 		case codes.Canceled, codes.DeadlineExceeded:
 		default:
-			c.unexpected.Add(1)
+			c.odd(fmt.Sprintf("bad name: %v", err))
 		}
 	}
 }
