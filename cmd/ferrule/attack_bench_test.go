@@ -47,9 +47,9 @@ func BenchmarkUnderAttack(b *testing.B) {
 		phase       = 6 * time.Second
 		storeBytes  = 512 << 20
 		rssBound    = storeBytes + 256<<20 // the memory store's bound plus room for the rest
-		stalledBS   = 150 // ByteStream uploads left open mid-blob
-		stalledPUTs = 150 // HTTP PUTs that send a header and stall
-		execFlood   = 300 // Execute streams opened by one client
+		stalledBS   = 150                  // ByteStream uploads left open mid-blob
+		stalledPUTs = 150                  // HTTP PUTs that send a header and stall
+		execFlood   = 300                  // Execute streams opened by one client
 	)
 	c := defaultServeConfig()
 	c.Dir = b.TempDir()
