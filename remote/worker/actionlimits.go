@@ -29,7 +29,8 @@ type ActionLimits struct {
 	FileBytes int64
 	// OutputBytes is the total size of the outputs one action may make the
 	// worker upload: its output files (counted per path, files of output
-	// directories included) and its stdout and stderr (64 GiB). An action
+	// directories included), the Tree messages of its output directories,
+	// and its stdout and stderr (64 GiB). An action
 	// past it fails with RESOURCE_EXHAUSTED and nothing is uploaded.
 	OutputBytes int64
 }
