@@ -287,7 +287,14 @@ func TestOutputLimit(t *testing.T) {
 	if codes.Code(resp.Status.GetCode()) != codes.ResourceExhausted {
 		t.Fatalf("status %v for 1,200 bytes of stdout, want RESOURCE_EXHAUSTED", resp.Status)
 	}
-	if n := e.svc.Refusals(worker.LimitOutputBytes); n != 3 {
-		t.Errorf("%v refusals counted, want 3", n)
+	// So does the Tree of an output directory: 200 empty files.
+	dirCmd := shCommand("mkdir d; for i in $(seq 200); do : > d/file-$i; done")
+	dirCmd.OutputDirectories = []string{"d"}
+	_, resp = e.run(&repb.ExecuteRequest{ActionDigest: e.action(dirCmd, nil, nil)})
+	if codes.Code(resp.Status.GetCode()) != codes.ResourceExhausted {
+		t.Fatalf("status %v for an output directory of 200 files, want RESOURCE_EXHAUSTED", resp.Status)
+	}
+	if n := e.svc.Refusals(worker.LimitOutputBytes); n != 4 {
+		t.Errorf("%v refusals counted, want 4", n)
 	}
 }
