@@ -104,6 +104,7 @@ type serveConfig struct {
 	MaxInputBytes         int64         `yaml:"max_input_bytes"`
 	MaxRetainedOperations int           `yaml:"max_retained_operations"`
 	OperationRetention    time.Duration `yaml:"operation_retention"`
+	ActionMaxOutputBytes  int64         `yaml:"action_max_output_bytes"`
 }
 
 // defaultStorageMode is the default of --storage_mode (see
@@ -150,6 +151,7 @@ func defaultServeConfig() serveConfig {
 		MaxInputBytes:         defaultLimits.MaxBytes,
 		MaxRetainedOperations: 10_000,
 		OperationRetention:    10 * time.Minute,
+		ActionMaxOutputBytes:  worker.ActionLimits{}.WithDefaults().OutputBytes,
 	}
 }
 
@@ -193,6 +195,7 @@ func bindServeFlags(fs *flag.FlagSet, c *serveConfig, configFile *string) {
 	fs.Int64Var(&c.MaxInputBytes, "max_input_bytes", c.MaxInputBytes, "remote execution: total bytes of files an action's input root may make a worker create (counted per path)")
 	fs.IntVar(&c.MaxRetainedOperations, "max_retained_operations", c.MaxRetainedOperations, "remote execution: finished operations kept for WaitExecution (oldest forgotten first)")
 	fs.DurationVar(&c.OperationRetention, "operation_retention", c.OperationRetention, "remote execution: how long a finished operation is kept for WaitExecution")
+	fs.Int64Var(&c.ActionMaxOutputBytes, "action_max_output_bytes", c.ActionMaxOutputBytes, "remote execution, in-process workers: total bytes of an action's output files, stdout and stderr uploaded (RESOURCE_EXHAUSTED beyond, nothing cached); actions may ask for less with platform property "+worker.PropMaxOutput)
 	fs.StringVar(&c.S3Endpoint, "s3.endpoint", c.S3Endpoint, "shared S3 tier: the S3-compatible service's host[:port] (the local store then caches a bucket shared by several frontends)")
 	fs.StringVar(&c.S3Bucket, "s3.bucket", c.S3Bucket, "shared S3 tier: the bucket (it must exist)")
 	fs.StringVar(&c.S3Prefix, "s3.prefix", c.S3Prefix, "shared S3 tier: prefix of every object name (objects are PREFIX/cas/HASH and PREFIX/ac/HASH)")
@@ -281,6 +284,8 @@ func (c serveConfig) check() error {
 		return usagef("--max_input_depth, --max_input_directories, --max_input_paths and --max_input_bytes must be positive")
 	case c.MaxRetainedOperations <= 0 || c.OperationRetention <= 0:
 		return usagef("--max_retained_operations and --operation_retention must be positive")
+	case c.ActionMaxOutputBytes <= 0:
+		return usagef("--action_max_output_bytes must be positive")
 	}
 	if _, err := logLevel(c.LogLevel); err != nil {
 		return usagef("%v", err)
@@ -495,6 +500,7 @@ func startExecution(ctx context.Context, c serveConfig, srv *server.Server, out 
 	wctx, cancel := context.WithCancel(ctx)
 	wait, err := svc.StartLocalWorkers(wctx, c.Workers, execution.LocalWorkerOptions{
 		Dir: dir, Platform: workerPlatform(c.WorkerPlatform), NoNamespaces: c.WorkerNoNamespaces,
+		ActionLimits: worker.ActionLimits{OutputBytes: c.ActionMaxOutputBytes},
 	})
 	if err != nil {
 		cancel()

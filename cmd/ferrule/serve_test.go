@@ -235,21 +235,21 @@ func TestServeLimitsConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.MaxInputDepth != 256 || c.MaxInputPaths != 4_000_000 || c.MaxRetainedOperations != 10_000 || c.OperationRetention != 10*time.Minute {
+	if c.MaxInputDepth != 256 || c.MaxInputPaths != 4_000_000 || c.MaxRetainedOperations != 10_000 || c.OperationRetention != 10*time.Minute || c.ActionMaxOutputBytes != 64<<30 {
 		t.Errorf("defaults: %+v", c)
 	}
 	file := filepath.Join(t.TempDir(), "serve.yaml")
-	if err := os.WriteFile(file, []byte("max_input_depth: 64\nmax_input_bytes: 1000\nmax_retained_operations: 5\noperation_retention: 1m\n"), 0o644); err != nil {
+	if err := os.WriteFile(file, []byte("max_input_depth: 64\nmax_input_bytes: 1000\nmax_retained_operations: 5\noperation_retention: 1m\naction_max_output_bytes: 4096\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	c, err = loadForTest(t, "--config_file", file, "--max_input_paths", "99")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.MaxInputDepth != 64 || c.MaxInputBytes != 1000 || c.MaxInputPaths != 99 || c.MaxRetainedOperations != 5 || c.OperationRetention != time.Minute {
+	if c.MaxInputDepth != 64 || c.MaxInputBytes != 1000 || c.MaxInputPaths != 99 || c.MaxRetainedOperations != 5 || c.OperationRetention != time.Minute || c.ActionMaxOutputBytes != 4096 {
 		t.Errorf("from file and flags: %+v", c)
 	}
-	for _, bad := range [][]string{{"--max_input_depth", "0"}, {"--max_input_paths", "-1"}, {"--max_retained_operations", "0"}, {"--operation_retention", "0s"}} {
+	for _, bad := range [][]string{{"--max_input_depth", "0"}, {"--max_input_paths", "-1"}, {"--max_retained_operations", "0"}, {"--operation_retention", "0s"}, {"--action_max_output_bytes", "0"}} {
 		if _, err := loadForTest(t, bad...); err == nil {
 			t.Errorf("%v accepted", bad)
 		}

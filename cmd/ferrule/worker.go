@@ -76,6 +76,7 @@ func runWorkerCommand(fs *flag.FlagSet, args []string) error {
 	fs.Int64Var(&actionLimits.MemoryBytes, "action_max_memory_bytes", 0, "address space of each action process (RLIMIT_AS); 0: 16 GiB; actions may ask for less with platform property "+worker.PropMaxMemory)
 	fs.Int64Var(&actionLimits.Processes, "action_max_processes", 0, "processes of the action uid (RLIMIT_NPROC, shared by concurrent actions); 0: 4096; property "+worker.PropMaxProcesses)
 	fs.Int64Var(&actionLimits.FileBytes, "action_max_file_bytes", 0, "largest file an action may write (RLIMIT_FSIZE); 0: 16 GiB; property "+worker.PropMaxFileSize)
+	fs.Int64Var(&actionLimits.OutputBytes, "action_max_output_bytes", 0, "total bytes of an action's output files, stdout and stderr this worker uploads (RESOURCE_EXHAUSTED beyond, nothing uploaded); 0: 64 GiB; property "+worker.PropMaxOutput)
 	var sandboxPaths stringsFlag
 	fs.Var(&sandboxPaths, "sandbox_path", "host path (a tool directory) actions see read-only besides the default set "+strings.Join(worker.HostPaths, " ")+" when there is no --root (repeatable)")
 	var extra platformFlag
@@ -89,8 +90,8 @@ func runWorkerCommand(fs *flag.FlagSet, args []string) error {
 	if *scheduler == "" {
 		return usagef("--scheduler is required")
 	}
-	if actionLimits.MemoryBytes < 0 || actionLimits.Processes < 0 || actionLimits.FileBytes < 0 {
-		return usagef("--action_max_memory_bytes, --action_max_processes and --action_max_file_bytes must not be negative")
+	if actionLimits.MemoryBytes < 0 || actionLimits.Processes < 0 || actionLimits.FileBytes < 0 || actionLimits.OutputBytes < 0 {
+		return usagef("--action_max_memory_bytes, --action_max_processes, --action_max_file_bytes and --action_max_output_bytes must not be negative")
 	}
 	for _, p := range sandboxPaths {
 		if !filepath.IsAbs(p) {

@@ -238,3 +238,63 @@ func TestExecuteStreamsPerClient(t *testing.T) {
 	}
 	cancels[1]()
 }
+
+// TestOutputLimit: an action whose outputs (counted per path, stdout and
+// stderr included) exceed the workers' action_max_output_bytes fails with
+// RESOURCE_EXHAUSTED naming the limit; nothing of it is cached or uploaded,
+// the refusal is counted, an action within the limit runs, and an action
+// may lower the limit with a platform property.
+func TestOutputLimit(t *testing.T) {
+	e := newEnv(t, Options{}, false)
+	if _, err := e.svc.StartLocalWorkers(e.ctx, 1, LocalWorkerOptions{Dir: t.TempDir(), Platform: e.props,
+		ActionLimits: worker.ActionLimits{OutputBytes: 1000}}); err != nil {
+		t.Fatal(err)
+	}
+	// Two outputs of 600 bytes with the same content: 1,200 bytes by path.
+	big := e.action(shCommand("head -c 600 /dev/zero > a; cp a b", "a", "b"), nil, nil)
+	_, resp := e.run(&repb.ExecuteRequest{ActionDigest: big})
+	if codes.Code(resp.Status.GetCode()) != codes.ResourceExhausted || !strings.Contains(resp.Status.GetMessage(), worker.LimitOutputBytes) {
+		t.Fatalf("status %v, want RESOURCE_EXHAUSTED naming %s", resp.Status, worker.LimitOutputBytes)
+	}
+	if resp.Result != nil {
+		t.Errorf("a result came with the refusal: %v", resp.Result)
+	}
+	if _, _, err := e.st.Get(e.ctx, ac.ResultKey("", fn, big.Hash), 0); err == nil {
+		t.Error("the refused action's result was cached")
+	}
+	zeros, _ := digest.Of(fn, make([]byte, 600))
+	if missing, err := e.st.FindMissing(e.ctx, []store.Key{{Kind: store.CAS, Function: fn, Hash: zeros.Hash, Size: zeros.SizeBytes}}); err != nil || len(missing) != 1 {
+		t.Errorf("the refused action's output was uploaded (missing %v, %v)", missing, err)
+	}
+	if n := e.svc.Refusals(worker.LimitOutputBytes); n != 1 {
+		t.Errorf("%v refusals counted, want 1", n)
+	}
+
+	_, resp = e.run(&repb.ExecuteRequest{ActionDigest: e.action(shCommand("head -c 600 /dev/zero > a", "a"), nil, nil)})
+	if resp.Status.GetCode() != 0 || resp.Result.GetExitCode() != 0 || len(resp.Result.GetOutputFiles()) != 1 {
+		t.Fatalf("an action within the limit: status %v result %v", resp.Status, resp.Result)
+	}
+
+	lowered := e.action(shCommand("head -c 600 /dev/zero > c", "c"), nil, func(a *repb.Action) {
+		a.Platform = &repb.Platform{Properties: []*repb.Platform_Property{{Name: worker.PropMaxOutput, Value: "100"}}}
+	})
+	_, resp = e.run(&repb.ExecuteRequest{ActionDigest: lowered})
+	if codes.Code(resp.Status.GetCode()) != codes.ResourceExhausted {
+		t.Fatalf("status %v with %s=100, want RESOURCE_EXHAUSTED", resp.Status, worker.PropMaxOutput)
+	}
+	// Stdout counts too.
+	_, resp = e.run(&repb.ExecuteRequest{ActionDigest: e.action(shCommand("head -c 1200 /dev/zero"), nil, nil)})
+	if codes.Code(resp.Status.GetCode()) != codes.ResourceExhausted {
+		t.Fatalf("status %v for 1,200 bytes of stdout, want RESOURCE_EXHAUSTED", resp.Status)
+	}
+	// So does the Tree of an output directory: 200 empty files.
+	dirCmd := shCommand("mkdir d; for i in $(seq 200); do : > d/file-$i; done")
+	dirCmd.OutputDirectories = []string{"d"}
+	_, resp = e.run(&repb.ExecuteRequest{ActionDigest: e.action(dirCmd, nil, nil)})
+	if codes.Code(resp.Status.GetCode()) != codes.ResourceExhausted {
+		t.Fatalf("status %v for an output directory of 200 files, want RESOURCE_EXHAUSTED", resp.Status)
+	}
+	if n := e.svc.Refusals(worker.LimitOutputBytes); n != 4 {
+		t.Errorf("%v refusals counted, want 4", n)
+	}
+}

@@ -19,6 +19,9 @@ type LocalWorkerOptions struct {
 	CacheMaxBytes int64
 	// NoNamespaces runs actions without mount/pid/net namespaces.
 	NoNamespaces bool
+	// ActionLimits bound what each action may use and upload (zero
+	// fields: worker.ActionLimits' defaults).
+	ActionLimits worker.ActionLimits
 }
 
 // StartLocalWorkers starts n in-process workers that take actions from s and
@@ -38,6 +41,7 @@ func (s *Service) StartLocalWorkers(ctx context.Context, n int, opts LocalWorker
 			CacheMaxBytes: opts.CacheMaxBytes,
 			NoNamespaces:  opts.NoNamespaces,
 			Limits:        s.opts.InputLimits,
+			ActionLimits:  opts.ActionLimits,
 			Logger:        s.log,
 		})
 		if err != nil {

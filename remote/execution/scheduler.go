@@ -240,6 +240,9 @@ func (s *Service) complete(leaseID string, out worker.Outcome) {
 	if st == nil {
 		st = &spb.Status{}
 	}
+	if limit := worker.RefusedLimit(st); limit != "" {
+		s.refusals.WithLabelValues(limit).Inc()
+	}
 	res := out.Result
 	if res != nil {
 		// A worker's result is checked as UpdateActionResult checks a

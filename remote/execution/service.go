@@ -81,7 +81,9 @@ type Options struct {
 	ProgressInterval time.Duration
 	// InputLimits bound the input root of an action, checked at admission
 	// and by in-process workers; refusals are INVALID_ARGUMENT naming the
-	// limit and counted in ferrule_execution_refusals_total{limit}.
+	// limit and counted in ferrule_execution_refusals_total{limit}, as
+	// are actions a worker fails for their outputs' size
+	// (worker.LimitOutputBytes, RESOURCE_EXHAUSTED).
 	InputLimits worker.Limits
 	// Streams caps the Execute and WaitExecution streams open at once, in
 	// all and per client (RESOURCE_EXHAUSTED past them); zero values take
@@ -154,7 +156,7 @@ func New(st store.Store, opts Options) *Service {
 		leases: map[string]*job{}, workers: map[*workerReg]*workerReg{}, wake: make(chan struct{}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ferrule_execution_refusals_total",
-			Help: "Execute requests refused because their input root exceeds a limit, by limit.",
+			Help: "Execute requests refused because their input root exceeds a limit (at admission or by a worker), or whose outputs exceed a worker's limit, by limit.",
 		}, []string{"limit"}),
 	}
 	if opts.Registerer != nil {

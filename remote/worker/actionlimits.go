@@ -6,6 +6,10 @@ import (
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"golang.org/x/sys/unix"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // ActionLimits bound what a running action may use; the sandbox sets them
@@ -23,6 +27,12 @@ type ActionLimits struct {
 	// FileBytes is the largest file an action may write, RLIMIT_FSIZE
 	// (16 GiB): a process writing past it gets SIGXFSZ.
 	FileBytes int64
+	// OutputBytes is the total size of the outputs one action may make the
+	// worker upload: its output files (counted per path, files of output
+	// directories included), the Tree messages of its output directories,
+	// and its stdout and stderr (64 GiB). An action
+	// past it fails with RESOURCE_EXHAUSTED and nothing is uploaded.
+	OutputBytes int64
 }
 
 // Platform properties an action sets its limits with; values are decimal
@@ -32,12 +42,17 @@ const (
 	PropMaxMemory    = "ferrule-max-memory-bytes"
 	PropMaxProcesses = "ferrule-max-processes"
 	PropMaxFileSize  = "ferrule-max-file-bytes"
+	PropMaxOutput    = "ferrule-max-output-bytes"
 )
+
+// LimitOutputBytes names ActionLimits.OutputBytes, as the flags spell it
+// and as /metrics labels its refusals.
+const LimitOutputBytes = "action_max_output_bytes"
 
 // IsLimitProperty reports whether a platform property name is one of the
 // action limits rather than something a worker offers.
 func IsLimitProperty(name string) bool {
-	return name == PropMaxMemory || name == PropMaxProcesses || name == PropMaxFileSize
+	return name == PropMaxMemory || name == PropMaxProcesses || name == PropMaxFileSize || name == PropMaxOutput
 }
 
 // WithDefaults returns l with its zero fields set to the defaults.
@@ -50,6 +65,9 @@ func (l ActionLimits) WithDefaults() ActionLimits {
 	}
 	if l.FileBytes <= 0 {
 		l.FileBytes = 16 << 30
+	}
+	if l.OutputBytes <= 0 {
+		l.OutputBytes = 64 << 30
 	}
 	return l
 }
@@ -67,6 +85,8 @@ func (l ActionLimits) ForAction(props []*repb.Platform_Property) (ActionLimits, 
 			field = &l.Processes
 		case PropMaxFileSize:
 			field = &l.FileBytes
+		case PropMaxOutput:
+			field = &l.OutputBytes
 		default:
 			continue
 		}
@@ -109,4 +129,35 @@ func platformOf(t *Task) []*repb.Platform_Property {
 		return p
 	}
 	return t.Command.GetPlatform().GetProperties()
+}
+
+// limitDomain is the ErrorInfo domain of a status refusing an action for
+// one of the worker's limits; its metadata "limit" names the limit.
+const limitDomain = "ferrule.worker"
+
+// OutputLimitStatus is the status of an action whose outputs exceed
+// ActionLimits.OutputBytes: RESOURCE_EXHAUSTED with msg, and an ErrorInfo
+// naming the limit so the execution service can count the refusal
+// (RefusedLimit) whichever worker reports it.
+func OutputLimitStatus(msg string) *spb.Status {
+	st := status.New(codes.ResourceExhausted, msg)
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: "LIMIT_EXCEEDED", Domain: limitDomain,
+		Metadata: map[string]string{"limit": LimitOutputBytes}}); err == nil {
+		st = d
+	}
+	return st.Proto()
+}
+
+// RefusedLimit returns the limit a worker's status names (see
+// OutputLimitStatus), or "".
+func RefusedLimit(st *spb.Status) string {
+	if st == nil {
+		return ""
+	}
+	for _, d := range status.FromProto(st).Details() {
+		if ei, ok := d.(*errdetails.ErrorInfo); ok && ei.Domain == limitDomain {
+			return ei.Metadata["limit"]
+		}
+	}
+	return ""
 }

@@ -9,7 +9,9 @@ import (
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
 )
 
 // doubling stores a DAG of levels Directories, each holding a file and two
@@ -129,5 +131,25 @@ func TestTreeSizeSaturates(t *testing.T) {
 	err := TreeSize("r", map[string]DirNode{"r": NodeOf(d)}, Limits{MaxBytes: 1<<63 - 1})
 	if !errors.As(err, &le) || le.Limit != LimitBytes {
 		t.Fatalf("two files of MaxInt64 bytes: %v, want %s", err, LimitBytes)
+	}
+}
+
+// The output limit's status names the limit in its message and, through a
+// remote worker's encoding of it, in its details.
+func TestOutputLimitStatusRoundTrip(t *testing.T) {
+	st := OutputLimitStatus("collecting outputs: too much (limit " + LimitOutputBytes + ")")
+	data, err := proto.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := &spb.Status{}
+	if err := proto.Unmarshal(data, back); err != nil {
+		t.Fatal(err)
+	}
+	if codes.Code(back.Code) != codes.ResourceExhausted || RefusedLimit(back) != LimitOutputBytes {
+		t.Errorf("status %v: code %v, limit %q", back, codes.Code(back.Code), RefusedLimit(back))
+	}
+	if RefusedLimit(nil) != "" || RefusedLimit(statusOf(codes.ResourceExhausted, "other")) != "" {
+		t.Error("a status without the detail names a limit")
 	}
 }

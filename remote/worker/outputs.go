@@ -89,6 +89,11 @@ type uploader struct {
 	rooted   map[string]bool   // hash/size -> files[id] is below root
 	blobs    map[string][]byte // hash/size -> in-memory blob (Tree messages)
 	digests  map[string]*repb.Digest
+	// maxBytes bounds the bytes hashed for upload, counted per output path,
+	// and the Tree messages of output directories (ActionLimits.OutputBytes);
+	// total is what has been counted so far.
+	maxBytes int64
+	total    int64
 }
 
 func (u *uploader) key(d *repb.Digest) store.Key {
@@ -119,10 +124,17 @@ func (u *uploader) hash(f *os.File) (*repb.Digest, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := io.Copy(h, f)
+	// Read at most one byte past the limit: an output beyond it costs no
+	// more than the limit to find out.
+	left := u.maxBytes - u.total
+	n, err := io.Copy(h, io.LimitReader(f, left+1))
 	if err != nil {
 		return nil, err
 	}
+	if n > left {
+		return nil, u.tooLarge()
+	}
+	u.total += n
 	return &repb.Digest{Hash: hex.EncodeToString(h.Sum(nil)), SizeBytes: n}, nil
 }
 
@@ -157,7 +169,16 @@ func (u *uploader) addOutput(f *os.File, rel string) (*repb.Digest, error) {
 	return d, nil
 }
 
+func (u *uploader) tooLarge() error {
+	return &LimitError{Limit: LimitOutputBytes, Msg: fmt.Sprintf("the action's outputs, stdout and stderr total more than %d bytes", u.maxBytes)}
+}
+
 func (u *uploader) addBlob(data []byte) (*repb.Digest, error) {
+	n := int64(len(data))
+	if n > u.maxBytes-u.total {
+		return nil, u.tooLarge()
+	}
+	u.total += n
 	d, err := digest.Of(u.fn, data)
 	if err != nil {
 		return nil, err

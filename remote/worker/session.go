@@ -9,6 +9,7 @@ import (
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"github.com/ferrule-build/ferrule/remote/workerpb"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
@@ -99,18 +100,28 @@ func Serve(ctx context.Context, conn grpc.ClientConnInterface, r *Runner, platfo
 	}
 }
 
-func (r *Runner) runLease(ctx context.Context, l *workerpb.Lease) Outcome {
+// taskOf decodes the Task a lease carries; a malformed one is an
+// INVALID_ARGUMENT status.
+func taskOf(l *workerpb.Lease) (*Task, *spb.Status) {
 	t := &Task{Instance: l.InstanceName, Function: repb.DigestFunction_Value(l.DigestFunction),
 		ActionDigest: &repb.Digest{}, Action: &repb.Action{}, Command: &repb.Command{},
 		Timeout: time.Duration(l.TimeoutMs) * time.Millisecond}
 	if err := proto.Unmarshal(l.ActionDigest, t.ActionDigest); err != nil {
-		return Outcome{Status: statusOf(codes.InvalidArgument, "lease: action digest: %v", err)}
+		return nil, statusOf(codes.InvalidArgument, "lease: action digest: %v", err)
 	}
 	if err := proto.Unmarshal(l.Action, t.Action); err != nil {
-		return Outcome{Status: statusOf(codes.InvalidArgument, "lease: action: %v", err)}
+		return nil, statusOf(codes.InvalidArgument, "lease: action: %v", err)
 	}
 	if err := proto.Unmarshal(l.Command, t.Command); err != nil {
-		return Outcome{Status: statusOf(codes.InvalidArgument, "lease: command: %v", err)}
+		return nil, statusOf(codes.InvalidArgument, "lease: command: %v", err)
+	}
+	return t, nil
+}
+
+func (r *Runner) runLease(ctx context.Context, l *workerpb.Lease) Outcome {
+	t, st := taskOf(l)
+	if st != nil {
+		return Outcome{Status: st}
 	}
 	r.log.Info("running action", "action", t.ActionDigest.Hash, "lease", l.LeaseId)
 	out := r.Run(ctx, t)

@@ -270,7 +270,7 @@ func (r *Runner) run(ctx context.Context, t *Task) Outcome {
 
 	meta.OutputUploadStartTimestamp = timestamppb.Now()
 	res := &repb.ActionResult{ExitCode: int32(exit)}
-	up := &uploader{ctx: ctx, st: r.opts.Store, instance: t.Instance, fn: t.Function}
+	up := &uploader{ctx: ctx, st: r.opts.Store, instance: t.Instance, fn: t.Function, maxBytes: limits.OutputBytes}
 	defer up.close()
 	if err := collectOutputs(up, res, inputRoot, t.Command.WorkingDirectory, t.Command); err != nil {
 		return Outcome{Status: errorStatus(err, "collecting outputs")}
@@ -311,6 +311,9 @@ func errorStatus(err error, what string) *spb.Status {
 		return st.Proto()
 	}
 	var le *LimitError
+	if errors.As(err, &le) && le.Limit == LimitOutputBytes {
+		return OutputLimitStatus(fmt.Sprintf("%s: %v", what, err))
+	}
 	if errors.As(err, &le) {
 		return statusOf(codes.InvalidArgument, "%s: %v", what, err)
 	}
