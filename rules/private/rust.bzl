@@ -41,10 +41,12 @@ def _output_name(ctx, crate_name, crate_type):
         return "lib{}-{}.rlib".format(crate_name, _metadata_hash(ctx))
     if crate_type == "proc-macro":
         return "lib{}-{}.so".format(crate_name, _metadata_hash(ctx))
+    # A directory per target: two targets of one package may build the same
+    # crate (e.g. for two interpreter configurations).
     if crate_type == "cdylib":
-        return "lib{}.so".format(crate_name)
+        return "{}/lib{}.so".format(ctx.label.name, crate_name)
     if crate_type == "staticlib":
-        return "lib{}.a".format(crate_name)
+        return "{}/lib{}.a".format(ctx.label.name, crate_name)
     return ctx.label.name
 
 def _version_env(version, name, crate_name, manifest_dir):

@@ -22,8 +22,29 @@ def repo_root(ctx):
     """The exec-root-relative directory of the CPython tree (e.g. external/cpython)."""
     return ctx.label.workspace_root or "."
 
+def rust_builtins(modules, when_builtin, when_shared):
+    """when_builtin if the Rust modules are built in (the default), else when_shared, as a select.
+
+    Plain when_shared for a version without Rust built-in modules.
+    """
+    if not modules:
+        return when_shared
+    return select({
+        "@ferrule//third_party/cpython:rust_builtins_on": when_builtin,
+        "//conditions:default": when_shared,
+    })
+
+def _bool_setting_impl(_ctx):
+    return []
+
+bool_setting = rule(
+    implementation = _bool_setting_impl,
+    build_setting = config.bool(flag = True),
+    doc = "A command-line boolean (--<label>=true|false), read by config_settings.",
+)
+
 def _config_c_impl(ctx):
-    out = ctx.actions.declare_file("Modules/config.c")
+    out = ctx.actions.declare_file(ctx.attr.out)
     externs = "\n".join(["extern PyObject* PyInit_{}(void);".format(m) for m in ctx.attr.modules])
     entries = "\n".join(['    {{"{0}", PyInit_{0}}},'.format(m) for m in ctx.attr.modules])
     ctx.actions.expand_template(
@@ -41,6 +62,7 @@ cpython_config_c = rule(
     doc = "Modules/config.c (the built-in module table) for the given built-in modules.",
     attrs = {
         "template": attr.label(allow_single_file = True, mandatory = True, doc = "Modules/config.c.in"),
+        "out": attr.string(default = "Modules/config.c", doc = "The output's path in the package."),
         "modules": attr.string_list(mandatory = True, doc = "Names of the built-in extension modules."),
     },
 )
@@ -237,7 +259,10 @@ cpython_platform_vars = rule(
 def _python_headers_impl(ctx):
     # Python.h and pyconfig.h must sit in one directory for tools that take
     # a single include directory (bindgen): link them into include/pythonX.Y.
-    inc = "include/python" + ctx.attr.version
+    # A configuration's target (t/python_headers) links them under its own
+    # directory (t/include/...), apart from the default build's.
+    config_dir = ctx.label.name.rpartition("/")[0]
+    inc = (config_dir + "/" if config_dir else "") + "include/python" + ctx.attr.version
     prefix = repo_root(ctx) + "/" + ctx.attr.strip_prefix + "/"
     hdrs = []
     for f in ctx.files.hdrs:

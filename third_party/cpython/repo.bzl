@@ -52,6 +52,8 @@ package(default_visibility = ["//visibility:public"])
     "testsuite",
     "headers",
     "python_headers",
+    "t/headers",
+    "t/python_headers",
     "libpython",
     "shared_modules_list",
     "builtin_modules_list",

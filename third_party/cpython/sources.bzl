@@ -493,6 +493,26 @@ _PRIVATE_HDRS_313 = _PRIVATE_HDRS_311 + [
     "Modules/_hacl/**/*.h",
 ]
 
+# Built-in modules written in Rust: their PyInit_ functions come from one
+# Rust staticlib per interpreter configuration ("" default, "t/"
+# free-threaded), linked into libpython and listed in config.c's inittab.
+# With --@ferrule//third_party/cpython:rust_builtins=false they are shared
+# extension modules in lib-dynload instead (shared: configuration -> module
+# -> its cpython_extension).
+_NO_RUST_BUILTINS = struct(modules = [], staticlibs = {}, shared = {})
+
+_RUST_BUILTINS_313 = struct(
+    modules = ["_base64"],
+    staticlibs = {
+        "": "@ferrule//third_party/cpython/rust:cpython313_builtins",
+        "t/": "@ferrule//third_party/cpython/rust:cpython313t_builtins",
+    },
+    shared = {
+        "": {"_base64": "@ferrule//third_party/cpython/rust:cpython313_base64"},
+        "t/": {"_base64": "@ferrule//third_party/cpython/rust:cpython313t_base64"},
+    },
+)
+
 CPYTHON_VERSIONS = {
     "3.11": struct(
         parser_srcs = _PARSER_SRCS_311,
@@ -502,6 +522,8 @@ CPYTHON_VERSIONS = {
         builtin_modules = _BUILTIN_MODULES_311,
         shared_modules = _SHARED_MODULES_311,
         frozen_modules = _FROZEN_MODULES_311,
+        # No Rust in 3.11's core: its Rust _base64 is a shared extension.
+        rust_builtins = _NO_RUST_BUILTINS,
         # Python/deepfreeze/deepfreeze.c from the frozen modules (3.11 and 3.12).
         deepfreeze = True,
         # No free-threaded build before 3.13.
@@ -523,6 +545,7 @@ CPYTHON_VERSIONS = {
         builtin_modules = _BUILTIN_MODULES_313,
         shared_modules = _SHARED_MODULES_313,
         frozen_modules = _FROZEN_MODULES_311,  # the same list (FROZEN_FILES_IN)
+        rust_builtins = _RUST_BUILTINS_313,
         # 3.13 dropped deepfreeze: Python/frozen.c includes the marshalled modules.
         deepfreeze = False,
         # A second interpreter, free-threaded (--disable-gil: Py_GIL_DISABLED,

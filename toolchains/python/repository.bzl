@@ -165,8 +165,8 @@ ferrule_python_headers = repository_rule(
         "multiarch": attr.string(doc = "Another architecture's Debian multiarch triple (e.g. aarch64-linux-gnu): headers of libpython3.X-dev for it, no interpreter."),
         "gcc": attr.string(doc = "The target's C compiler, for the C library headers (default gcc; e.g. aarch64-linux-gnu-gcc)."),
         "more_system_headers": attr.string_list(
-            default = ["sys/time.h", "sys/select.h", "sys/stat.h", "sys/types.h", "time.h", "unistd.h", "limits.h", "math.h", "stdio.h", "stdlib.h", "string.h", "errno.h", "assert.h", "wchar.h", "inttypes.h", "stdint.h", "stddef.h", "stdarg.h", "stdbool.h", "float.h", "signal.h", "fcntl.h", "pthread.h"],
-            doc = "C library headers linked in besides those this Python.h includes (older and newer Python.h include others).",
+            default = ["sys/time.h", "sys/select.h", "sys/stat.h", "sys/types.h", "time.h", "unistd.h", "limits.h", "math.h", "stdio.h", "stdlib.h", "string.h", "errno.h", "assert.h", "wchar.h", "inttypes.h", "stdint.h", "stddef.h", "stdarg.h", "stdbool.h", "float.h", "signal.h", "fcntl.h", "pthread.h", "locale.h", "dlfcn.h"],
+            doc = "C library headers linked in besides those this Python.h includes (older and newer Python.h include others; 3.13's internal headers, bound with Py_BUILD_CORE, locale.h and dlfcn.h).",
         ),
     },
     local = True,
