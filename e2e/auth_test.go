@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,9 +16,10 @@ import (
 // action cache, attempts no upload while its build still succeeds; a
 // client without credentials is refused. Over HTTPS: a writer's token with
 // --tls_certificate fills the cache, a client certificate alone (mTLS,
-// mapped to reader) gets hits. Over grpcs:// (when the toolchain root has
-// netty-tcnative, see grpcsStartup): a reader's token with
-// --tls_certificate and a client certificate alone both get hits.
+// mapped to reader) gets hits. Over grpcs:// (the toolchain root's Bazel
+// takes its ALPN-capable TLS from netty-tcnative, see
+// toolchains/root/manifest.txt): a reader's token with --tls_certificate
+// and a client certificate alone both get hits.
 func TestAuth(t *testing.T) {
 	requireE2E(t)
 	// Under the checkout's test root, which the toolchain root binds, so
@@ -105,13 +105,6 @@ func TestAuth(t *testing.T) {
 	checkAllRemoteHits(t, ReadExecLog(t, filepath.Join(logs, "mtls.json")))
 
 	// TLS and mTLS over grpcs://, on the same store.
-	startup := grpcsStartup(t, dir)
-	if startup == nil {
-		return
-	}
-	bt := NewBazel(t, repoRoot(t))
-	bt.Startup = startup
-	defer bt.Shutdown(t)
 	grpcsFlags := []string{"--remote_cache=grpcs://" + ts.GRPC, "--tls_certificate=" + ca.File}
 	for _, c := range []struct {
 		log   string
@@ -120,9 +113,9 @@ func TestAuth(t *testing.T) {
 		{"grpcs-token.json", []string{"--remote_header=Authorization=Bearer " + reader}},
 		{"grpcs-mtls.json", []string{"--tls_client_certificate=" + client.Cert, "--tls_client_key=" + client.Key}},
 	} {
-		bt.Run(t, "clean")
+		b.Run(t, "clean")
 		args := append([]string{"build", "--execution_log_json_file=" + filepath.Join(logs, c.log)}, grpcsFlags...)
-		out, err := bt.RunErr(t, append(append(args, c.flags...), cacheTargets[0])...)
+		out, err := b.RunErr(t, append(append(args, c.flags...), cacheTargets[0])...)
 		if err != nil {
 			t.Fatalf("build %s: %v\n%s", c.log, err, tail(out, 40))
 		}
@@ -131,45 +124,4 @@ func TestAuth(t *testing.T) {
 		}
 		checkAllRemoteHits(t, ReadExecLog(t, filepath.Join(logs, c.log)))
 	}
-}
-
-// grpcsStartup returns the Bazel startup options that let the toolchain
-// root's Bazel speak grpcs://, or nil (the test says why) when the root
-// lacks what they need.
-//
-// Debian's Bazel runs on Debian's netty 4.1.48, whose JDK TLS provider is
-// built without ALPN (JdkSslContext.toNegotiator accepts only
-// Protocol.NONE), so grpc-java's GrpcSslContexts with the JDK provider
-// fails: "JDK provider does not support ALPN protocol". The OpenSSL
-// provider has ALPN, from netty-tcnative (Debian: libnetty-tcnative-java,
-// whose jar Debian's Bazel already has on its class path, and
-// libnetty-tcnative-jni); but netty's OpenSsl.loadTcNative loads
-// "netty_tcnative" (libnetty_tcnative.so) while Debian ships
-// libnetty-tcnative.so, and the library refuses to run under a name other
-// than its own prefix. So a copy named libnetty_tcnative.so goes into a
-// directory of the test, added to Bazel's java.library.path after Debian's
-// /usr/share/bazel/.
-func grpcsStartup(t *testing.T, dir string) []string {
-	t.Helper()
-	out, err := exec.Command(rootScript(t), "--path").Output()
-	if err != nil {
-		t.Fatalf("tools/root.sh --path: %v", err)
-	}
-	libs, _ := filepath.Glob(filepath.Join(strings.TrimSpace(string(out)), "usr/lib/*/jni/libnetty-tcnative.so"))
-	if len(libs) == 0 {
-		t.Log("grpcs:// not tested: the toolchain root has no netty-tcnative (libnetty-tcnative-java, libnetty-tcnative-jni)")
-		return nil
-	}
-	data, err := os.ReadFile(libs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	jni := filepath.Join(dir, "jni")
-	if err := os.MkdirAll(jni, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(jni, "libnetty_tcnative.so"), data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return []string{"--host_jvm_args=-Djava.library.path=/usr/share/bazel/:" + jni}
 }

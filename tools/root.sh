@@ -100,6 +100,11 @@ build_new() {
     die "step package install failed (packages of $manifest above); see $log"
   fi
   in_chroot "$tmp" apt-get clean >>"$log" 2>&1 || true
+  local src dst
+  while read -r src dst; do
+    [ -f "$tmp$src" ] || die "step copy: $src (a copy line of $manifest) is not a file of the root"
+    install -D -m 0755 "$tmp$src" "$tmp$dst"
+  done < <(awk '$1 == "copy" { print $2, $3 }' "$manifest")
   awk '$1 == "bazelrc" { sub(/^bazelrc /, ""); print }' "$manifest" >"$tmp/etc/bazel.bazelrc"
   in_chroot "$tmp" dpkg-query -W -f='${Package}:${Architecture} ${Version}\n' >"$tmp/etc/ferrule-root/installed.txt"
   cp "$manifest" "$tmp/etc/ferrule-root/manifest.txt"
