@@ -18,10 +18,9 @@ const MaxMessageBytes = 64 << 20
 
 // Complete returns a Store whose action cache reads find only results that
 // can be used: an AC entry is served only if it is intact (a damaged one is
-// logged), parses as an ActionResult
-// and every CAS blob it references is present (output files, every file of
-// every output directory's Tree, the Trees and root directories
-// themselves, stdout and stderr). Anything else is ErrNotFound (wrapped,
+// logged), parses as an ActionResult and every CAS blob it references is
+// present (output files, every file of every output directory's Tree, the
+// Trees and root directories themselves, stdout and stderr). Anything else is ErrNotFound (wrapped,
 // with what is missing), since serving a result whose outputs were evicted
 // breaks builds without the bytes. The check's FindMissing counts as a use
 // of the blobs. CAS reads, writes and FindMissing pass through.
