@@ -100,11 +100,14 @@ type Store interface {
 
 // Stats is optional information a backend can report for /status and metrics.
 type Stats struct {
-	Entries      int64
+	Entries int64
+	// Bytes is the space the entries take as MaxBytes counts it: the disk
+	// store counts its files in whole file system blocks, the memory store
+	// value bytes.
 	Bytes        int64
-	MaxBytes     int64
+	MaxBytes     int64 // 0: no bound
 	Evictions    int64
-	EvictedBytes int64
+	EvictedBytes int64 // counted as Bytes
 }
 
 // StatsReporter is implemented by stores that can report Stats.
