@@ -75,6 +75,11 @@ var ErrNotFound = errors.New("not found")
 // ErrTooLarge is returned when an entry can never fit in the store.
 var ErrTooLarge = errors.New("entry larger than the store can hold")
 
+// ErrFull is returned (wrapped) when an entry could fit but the store has
+// no room for it now (what its bound counts is held by writes in
+// progress); a retry may succeed.
+var ErrFull = errors.New("store full")
+
 // Store is the interface every backend implements and every decorator wraps.
 //
 // Implementations must be safe for concurrent use. A Put is atomic: readers
