@@ -212,6 +212,14 @@ func (s *Store) FindMissing(ctx context.Context, keys []store.Key) ([]store.Key,
 	return missing, nil
 }
 
+// Receiving returns the bytes that Puts in progress have buffered, which
+// count against the bound.
+func (s *Store) Receiving() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.receiving
+}
+
 // Stats implements store.StatsReporter.
 func (s *Store) Stats() store.Stats {
 	s.mu.Lock()
