@@ -85,6 +85,7 @@ type serveConfig struct {
 	S3IAMRoleEndpoint  string `yaml:"s3.iam_role_endpoint"`
 	S3UpdateTimestamps bool   `yaml:"s3.update_timestamps"`
 	S3AsyncUpload      bool   `yaml:"s3.async_upload"`
+	S3FindParallel     int    `yaml:"s3.find_parallel"`
 	MaxQueuedUploads   int    `yaml:"max_queued_uploads"`
 	NumUploaders       int    `yaml:"num_uploaders"`
 
@@ -142,6 +143,7 @@ func defaultServeConfig() serveConfig {
 		S3BucketLookup:    "auto",
 		S3AuthMethod:      "access_key",
 		S3Profile:         "default",
+		S3FindParallel:    s3.DefaultFindParallel,
 		MaxQueuedUploads:  10000,
 		NumUploaders:      16,
 
@@ -210,6 +212,7 @@ func bindServeFlags(fs *flag.FlagSet, c *serveConfig, configFile *string) {
 	fs.StringVar(&c.S3IAMRoleEndpoint, "s3.iam_role_endpoint", c.S3IAMRoleEndpoint, "shared S3 tier: endpoint of the instance's IAM credentials for --s3.auth_method iam_role (empty: the standard one)")
 	fs.BoolVar(&c.S3UpdateTimestamps, "s3.update_timestamps", c.S3UpdateTimestamps, "shared S3 tier: on a hit in the bucket, copy objects older than a day onto themselves so that a lifecycle rule expiring by age keeps what is used")
 	fs.BoolVar(&c.S3AsyncUpload, "s3.async_upload", c.S3AsyncUpload, "shared S3 tier: acknowledge writes once stored locally and upload them in the background (bounded by --max_queued_uploads; losses counted in /metrics)")
+	fs.IntVar(&c.S3FindParallel, "s3.find_parallel", c.S3FindParallel, "shared S3 tier: HEAD requests one FindMissing has in flight for the digests the local store lacks")
 	fs.IntVar(&c.MaxQueuedUploads, "max_queued_uploads", c.MaxQueuedUploads, "shared S3 tier with --s3.async_upload: uploads that may wait; beyond, writes are not uploaded (counted as dropped)")
 	fs.IntVar(&c.NumUploaders, "num_uploaders", c.NumUploaders, "shared S3 tier with --s3.async_upload: uploads running at once")
 	fs.Var(&c.WorkerPlatform, "worker_platform", "platform property NAME=VALUE the in-process workers offer on top of OSFamily and ISA (repeatable)")
@@ -307,6 +310,9 @@ func (c serveConfig) check() error {
 	if (c.S3Endpoint == "") != (c.S3Bucket == "") {
 		return usagef("the shared S3 tier needs both --s3.endpoint and --s3.bucket")
 	}
+	if c.S3Endpoint != "" && c.S3FindParallel <= 0 {
+		return usagef("--s3.find_parallel must be positive, got %d", c.S3FindParallel)
+	}
 	if c.S3Endpoint != "" && (c.MaxQueuedUploads <= 0 || c.NumUploaders <= 0) {
 		return usagef("--max_queued_uploads and --num_uploaders must be positive")
 	}
@@ -370,7 +376,7 @@ func openS3(ctx context.Context, c serveConfig, log *slog.Logger) (*s3.Store, er
 	st, err := s3.Open(ctx, s3.Options{
 		Endpoint: c.S3Endpoint, Bucket: c.S3Bucket, Prefix: c.S3Prefix, Region: c.S3Region,
 		DisableSSL: c.S3DisableSSL, BucketLookup: c.S3BucketLookup, Creds: creds,
-		UpdateTimestamps: c.S3UpdateTimestamps, Logger: log,
+		UpdateTimestamps: c.S3UpdateTimestamps, FindParallel: c.S3FindParallel, Logger: log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("shared S3 tier: %w", err)

@@ -107,6 +107,7 @@ func TestServeBadFlags(t *testing.T) {
 		{"--fastcdc_seed", "4294967296"},
 		{"--repmaxcdc_min_chunk_size", "63"},
 		{"--repmaxcdc_horizon_size", "1073741824"},
+		{"--s3.endpoint", "127.0.0.1:1", "--s3.bucket", "b", "--s3.find_parallel", "0"},
 		{"extra"},
 	} {
 		if _, err := loadForTest(t, args...); err == nil {

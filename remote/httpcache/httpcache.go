@@ -198,12 +198,17 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	switch status.Code(rpcstatus.Error(err)) {
+	case codes.ResourceExhausted:
+		// An entry that could fit, in a store full of uploads in
+		// progress, is worth a retry; one too large never fits.
+		code = http.StatusRequestEntityTooLarge
+		if errors.Is(err, store.ErrFull) {
+			code = http.StatusServiceUnavailable
+		}
 	case codes.NotFound:
 		code = http.StatusNotFound
 	case codes.InvalidArgument:
 		code = http.StatusBadRequest
-	case codes.ResourceExhausted:
-		code = http.StatusRequestEntityTooLarge
 	case codes.Canceled, codes.DeadlineExceeded, codes.Unavailable:
 		code = http.StatusServiceUnavailable
 	}

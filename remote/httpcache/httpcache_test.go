@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/protobuf/proto"
@@ -341,5 +342,32 @@ func TestConcurrentPutsOnDisk(t *testing.T) {
 		if code, got := do(t, "GET", srv.URL+"/cas/"+hash(t, b), nil); code != 200 || !bytes.Equal(got, b) {
 			t.Errorf("blob %d: GET %d, %d bytes", i, code, len(got))
 		}
+	}
+}
+
+// TestPutIntoFullStore: a PUT that finds the store's bound held by uploads
+// in progress is 503 (retry later), not 413 (the entry could fit).
+func TestPutIntoFullStore(t *testing.T) {
+	st := memory.New(1 << 20)
+	srv := httptest.NewServer(httpcache.New(st, httpcache.Options{}))
+	defer srv.Close()
+	// An upload in progress holds 900 KiB of the bound.
+	big := bytes.Repeat([]byte("b"), 900<<10)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "PUT /cas/%s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", hash(t, big), len(big))
+	conn.Write(big[:len(big)-1])
+	for deadline := time.Now().Add(time.Minute); st.Receiving() != int64(len(big)); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the upload holds %d bytes, want %d", st.Receiving(), len(big))
+		}
+	}
+	data := bytes.Repeat([]byte("s"), 600<<10)
+	code, body := do(t, "PUT", srv.URL+"/cas/"+hash(t, data), data)
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(body), "1048576") {
+		t.Fatalf("PUT beside an upload holding the bound: %d %s, want 503 naming the bound", code, body)
 	}
 }

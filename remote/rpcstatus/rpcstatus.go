@@ -17,7 +17,8 @@ import (
 // INVALID_ARGUMENT for content that does not match its digest, corrupt
 // compressed data or a bad key, DATA_LOSS for a stored value found damaged
 // (the store drops it, so a retry finds it missing), OUT_OF_RANGE,
-// RESOURCE_EXHAUSTED for an entry too large, UNAVAILABLE for a store that
+// RESOURCE_EXHAUSTED for an entry too large or a store full of writes in
+// progress, UNAVAILABLE for a store that
 // cannot reach the service it depends on, CANCELLED and DEADLINE_EXCEEDED
 // for the context's end, INTERNAL otherwise. A status error keeps its own code.
 func Code(err error) codes.Code {
@@ -37,7 +38,7 @@ func Code(err error) codes.Code {
 		return codes.InvalidArgument
 	case errors.Is(err, store.ErrOutOfRange):
 		return codes.OutOfRange
-	case errors.Is(err, store.ErrTooLarge):
+	case errors.Is(err, store.ErrTooLarge), errors.Is(err, store.ErrFull):
 		return codes.ResourceExhausted
 	case errors.Is(err, store.ErrUnavailable):
 		return codes.Unavailable

@@ -107,3 +107,60 @@ func TestCorruptBlobHealsOverGRPC(t *testing.T) {
 		}
 	}
 }
+
+// TestCorruptACEntryIsAMiss flips a bit in an action cache entry stored on
+// disk: GetActionResult answers NOT_FOUND from the first read on (a cache
+// miss, so the client runs the action), and storing the result again
+// makes it readable.
+func TestCorruptACEntryIsAMiss(t *testing.T) {
+	dir := t.TempDir()
+	d, err := disk.Open(disk.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	// No entry cache: every read reaches the disk.
+	r := start(t, server.Config{Store: d, ACCacheBytes: -1}, nil)
+	ctx := context.Background()
+	ac := repb.NewActionCacheClient(r.conn)
+	action, _ := digest.Of(repb.DigestFunction_SHA256, []byte("an action"))
+	res := &repb.ActionResult{ExitCode: 3, StdoutRaw: bytes.Repeat([]byte("stdout "), 40)}
+	put := func() {
+		t.Helper()
+		if _, err := ac.UpdateActionResult(ctx, &repb.UpdateActionResultRequest{ActionDigest: action, ActionResult: res}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put()
+	var path string
+	filepath.WalkDir(filepath.Join(dir, "blobs"), func(p string, de fs.DirEntry, err error) error {
+		if err == nil && strings.HasPrefix(de.Name(), action.Hash+"-") {
+			path = p
+		}
+		return nil
+	})
+	if path == "" {
+		t.Fatal("entry file not found")
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := f.Stat()
+	at := fi.Size() - 20 // inside the value, which ends the file
+	b := make([]byte, 1)
+	f.ReadAt(b, at)
+	f.WriteAt([]byte{b[0] ^ 1}, at)
+	f.Close()
+
+	for i := range 2 {
+		if _, err := ac.GetActionResult(ctx, &repb.GetActionResultRequest{ActionDigest: action}); status.Code(err) != codes.NotFound {
+			t.Fatalf("read %d of a damaged entry: %v, want NOT_FOUND", i+1, err)
+		}
+	}
+	put()
+	got, err := ac.GetActionResult(ctx, &repb.GetActionResultRequest{ActionDigest: action})
+	if err != nil || got.ExitCode != 3 {
+		t.Fatalf("read after storing it again: %v, %v", got, err)
+	}
+}

@@ -159,10 +159,46 @@ type Server struct {
 	services []string
 }
 
-// recvLimit is the gRPC receive limit for a batch limit: room for the
-// batch's blobs and their digests and framing.
-func recvLimit(maxBatch int64) int {
-	return int(2*maxBatch + 4<<20)
+// RecvLimit is the gRPC receive limit for a batch limit: the largest
+// message any legal request needs. A batch's blobs take up to maxBatch
+// bytes and their digests and framing up to 1 MiB more (over 10,000 blobs);
+// clients keep other requests (FindMissingBlobs, ByteStream chunks: Bazel
+// sends 16 KiB, Ferrule's own clients 64 or 256 KiB) under gRPC's default
+// 4 MiB. It is also what one stream stalled in the middle of a message
+// can make the server hold: grpc-go grants a message's declared length
+// as flow control window once the handler asks for it.
+func RecvLimit(maxBatch int64) int {
+	return int(max(maxBatch, 4<<20) + 1<<20)
+}
+
+// UploadOverheadBytes is what one upload holds besides a gRPC message
+// being received: the disk store's write buffers while it waits for data
+// (up to a 256 KiB chunk of a compressed value and a 32 KiB file buffer)
+// and the stream, its goroutines and the pipe between them (128 KiB). A
+// memory store's Puts are counted against its own bound.
+const UploadOverheadBytes = (256 + 32 + 128) << 10
+
+// UploadMemory is the bound on what uploads hold in memory that the caps
+// imply, in /status.
+type UploadMemory struct {
+	// MaxOpen is max_open_uploads; MaxParked the interrupted ByteStream
+	// uploads kept for resumption.
+	MaxOpen   int `json:"max_open_uploads"`
+	MaxParked int `json:"max_parked_uploads"`
+	// RecvLimitBytes is the gRPC receive limit (see RecvLimit).
+	RecvLimitBytes int64 `json:"grpc_receive_limit_bytes"`
+	// PerUploadBytes is what one open upload may hold: a message being
+	// received and UploadOverheadBytes. A parked one holds the overhead.
+	PerUploadBytes int64 `json:"per_upload_bytes"`
+	// BoundBytes is MaxOpen*PerUploadBytes + MaxParked*UploadOverheadBytes.
+	BoundBytes int64 `json:"bound_bytes"`
+}
+
+func uploadMemory(maxOpen, maxParked int, maxBatch int64) UploadMemory {
+	m := UploadMemory{MaxOpen: maxOpen, MaxParked: maxParked, RecvLimitBytes: int64(RecvLimit(maxBatch))}
+	m.PerUploadBytes = m.RecvLimitBytes + UploadOverheadBytes
+	m.BoundBytes = int64(maxOpen)*m.PerUploadBytes + int64(maxParked)*UploadOverheadBytes
+	return m
 }
 
 // New builds a server from cfg.
@@ -230,7 +266,7 @@ func New(cfg Config) (*Server, error) {
 	s.grpc = grpc.NewServer(append(creds,
 		experimental.BufferPool(grpcbuf.Default),
 		grpc.ForceServerCodecV2(grpcbuf.Codec{}),
-		grpc.MaxRecvMsgSize(recvLimit(cfg.MaxBatchBytes)),
+		grpc.MaxRecvMsgSize(RecvLimit(cfg.MaxBatchBytes)),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			Time:    2 * time.Minute,
 			Timeout: 20 * time.Second,
@@ -514,6 +550,8 @@ type Status struct {
 	Goroutines       int        `json:"goroutines"`
 	HeapAllocBytes   uint64     `json:"heap_alloc_bytes"`
 	ExecutionEnabled bool       `json:"execution_enabled"`
+	// UploadMemory bounds what uploads hold in memory.
+	UploadMemory UploadMemory `json:"upload_memory"`
 	// SharedTier is the S3 tier's health, when there is one.
 	SharedTier *store.Health `json:"shared_tier,omitempty"`
 }
@@ -526,6 +564,7 @@ func (s *Server) status() Status {
 		ReadOnly:      s.cfg.ReadOnly,
 		UptimeSeconds: int64(time.Since(s.started).Seconds()),
 		Goroutines:    runtime.NumGoroutine(),
+		UploadMemory:  uploadMemory(s.Uploads.Limits().MaxOpen, bytestream.DefaultMaxParked, s.cfg.MaxBatchBytes),
 	}
 	if a := s.GRPCAddr(); a != nil {
 		st.GRPCAddress = a.String()

@@ -3,8 +3,10 @@ package store
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/protobuf/proto"
@@ -15,10 +17,10 @@ import (
 const MaxMessageBytes = 64 << 20
 
 // Complete returns a Store whose action cache reads find only results that
-// can be used: an AC entry is served only if it parses as an ActionResult
-// and every CAS blob it references is present (output files, every file of
-// every output directory's Tree, the Trees and root directories
-// themselves, stdout and stderr). Anything else is ErrNotFound (wrapped,
+// can be used: an AC entry is served only if it is intact (a damaged one is
+// logged), parses as an ActionResult and every CAS blob it references is
+// present (output files, every file of every output directory's Tree, the
+// Trees and root directories themselves, stdout and stderr). Anything else is ErrNotFound (wrapped,
 // with what is missing), since serving a result whose outputs were evicted
 // breaks builds without the bytes. The check's FindMissing counts as a use
 // of the blobs. CAS reads, writes and FindMissing pass through.
@@ -37,6 +39,12 @@ func (c *complete) Get(ctx context.Context, key Key, offset int64) (io.ReadClose
 		return c.next.Get(ctx, key, offset)
 	}
 	data, err := ReadBlob(ctx, c.next, key, MaxMessageBytes)
+	if errors.Is(err, ErrCorrupt) {
+		// A damaged entry is a cache miss: the client runs the action
+		// and stores its result again.
+		slog.Warn("damaged action cache entry answered as a miss", "key", key.String(), "err", err)
+		return nil, 0, fmt.Errorf("%w: %s: stored result is damaged: %v", ErrNotFound, key, err)
+	}
 	if err != nil {
 		return nil, 0, err
 	}

@@ -70,6 +70,16 @@ func DecodeKey(k Key) (Key, [digest.HashLen / 2]byte, error) {
 	return k, h, nil
 }
 
+// A Lender is a Writer that lends ReadExactly its own buffer, so that a
+// value is read where it is kept instead of through a copy buffer:
+// ReadBuffer returns where the next bytes go (at least one byte), Filled
+// says that the first n bytes of it were filled.
+type Lender interface {
+	io.Writer
+	ReadBuffer() []byte
+	Filled(n int) error
+}
+
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // ReadExactly copies exactly size bytes from r to w and then checks that r
@@ -78,12 +88,14 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b 
 // would otherwise report io.EOF), so a backend that commits only when
 // ReadExactly returns nil never stores a short, long or rejected value.
 // buf is the copy buffer; nil means a pooled 32 KiB one. A reader that never
-// ends costs at most len(buf) bytes beyond size.
+// ends costs at most len(buf) bytes beyond size. If w is a Lender, r is
+// read into w's buffer instead and buf is not used.
 func ReadExactly(w io.Writer, r io.Reader, size int64, buf []byte) error {
 	if size < 0 {
 		return fmt.Errorf("%w: negative size %d", ErrSizeMismatch, size)
 	}
-	if len(buf) == 0 {
+	lender, lends := w.(Lender)
+	if len(buf) == 0 && !lends {
 		bp := copyBufs.Get().(*[]byte)
 		defer copyBufs.Put(bp)
 		buf = *bp
@@ -91,13 +103,26 @@ func ReadExactly(w io.Writer, r io.Reader, size int64, buf []byte) error {
 	var n int64
 	empty := 0
 	for {
+		if lends {
+			// One byte more than is left, to see a reader yield too much.
+			buf = lender.ReadBuffer()
+			if left := size - n; left < int64(len(buf)) {
+				buf = buf[:left+1]
+			}
+		}
 		m, err := r.Read(buf)
 		if m > 0 {
 			empty = 0
 			if n+int64(m) > size {
 				return fmt.Errorf("%w: more than the %d bytes declared", ErrSizeMismatch, size)
 			}
-			if _, werr := w.Write(buf[:m]); werr != nil {
+			var werr error
+			if lends {
+				werr = lender.Filled(m)
+			} else {
+				_, werr = w.Write(buf[:m])
+			}
+			if werr != nil {
 				return werr
 			}
 			n += int64(m)

@@ -60,15 +60,15 @@ func Metrics(s Store, reg prometheus.Registerer) (Store, error) {
 			return func() float64 { st, _ := StatsOf(s); return float64(f(st)) }
 		}
 		cs = append(cs,
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ferrule_store_size_bytes", Help: "Bytes of values stored."},
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ferrule_store_size_bytes", Help: sizeHelp},
 				stat(func(st Stats) int64 { return st.Bytes })),
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ferrule_store_max_size_bytes", Help: "Bound on the bytes of values stored (0: none)."},
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ferrule_store_max_size_bytes", Help: "The store's size bound on ferrule_store_size_bytes (0: none)."},
 				stat(func(st Stats) int64 { return st.MaxBytes })),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ferrule_store_entries", Help: "Entries stored."},
 				stat(func(st Stats) int64 { return st.Entries })),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ferrule_store_evictions_total", Help: "Entries evicted to stay within the bound."},
 				stat(func(st Stats) int64 { return st.Evictions })),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ferrule_store_evicted_bytes_total", Help: "Bytes of values evicted."},
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ferrule_store_evicted_bytes_total", Help: "Space freed by evictions, counted as ferrule_store_size_bytes counts it."},
 				stat(func(st Stats) int64 { return st.EvictedBytes })),
 		)
 	}
@@ -79,6 +79,10 @@ func Metrics(s Store, reg prometheus.Registerer) (Store, error) {
 	}
 	return m, nil
 }
+
+// sizeHelp says what ferrule_store_size_bytes counts: what the backend's
+// bound counts (Stats.Bytes).
+const sizeHelp = "Space the stored entries take, as the size bound counts it: for the disk store their files in whole file system blocks (headers and checksums included), for the memory store the value bytes."
 
 type metrics struct {
 	next                     Store

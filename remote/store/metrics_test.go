@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
@@ -146,5 +147,31 @@ func TestMetricsWithoutStats(t *testing.T) {
 	}
 	if got := value(t, reg, "ferrule_store_entries", nil); got != -1 {
 		t.Errorf("entries gauge registered for a store without stats: %v", got)
+	}
+}
+
+// TestMetricsSizeHelp: the size gauges say that they count what the bound
+// counts (file system blocks for the disk store), not value bytes.
+func TestMetricsSizeHelp(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if _, err := store.Metrics(memory.New(100), reg); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	help := map[string]string{}
+	for _, mf := range mfs {
+		help[mf.GetName()] = mf.GetHelp()
+	}
+	for name, want := range map[string]string{
+		"ferrule_store_size_bytes":          "file system blocks",
+		"ferrule_store_max_size_bytes":      "ferrule_store_size_bytes",
+		"ferrule_store_evicted_bytes_total": "as ferrule_store_size_bytes counts it",
+	} {
+		if !strings.Contains(help[name], want) {
+			t.Errorf("help of %s is %q, want it to say %q", name, help[name], want)
+		}
 	}
 }

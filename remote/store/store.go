@@ -75,6 +75,11 @@ var ErrNotFound = errors.New("not found")
 // ErrTooLarge is returned when an entry can never fit in the store.
 var ErrTooLarge = errors.New("entry larger than the store can hold")
 
+// ErrFull is returned (wrapped) when an entry could fit but the store has
+// no room for it now (what its bound counts is held by writes in
+// progress); a retry may succeed.
+var ErrFull = errors.New("store full")
+
 // Store is the interface every backend implements and every decorator wraps.
 //
 // Implementations must be safe for concurrent use. A Put is atomic: readers
@@ -100,11 +105,14 @@ type Store interface {
 
 // Stats is optional information a backend can report for /status and metrics.
 type Stats struct {
-	Entries      int64
+	Entries int64
+	// Bytes is the space the entries take as MaxBytes counts it: the disk
+	// store counts its files in whole file system blocks, the memory store
+	// value bytes.
 	Bytes        int64
-	MaxBytes     int64
+	MaxBytes     int64 // 0: no bound
 	Evictions    int64
-	EvictedBytes int64
+	EvictedBytes int64 // counted as Bytes
 }
 
 // StatsReporter is implemented by stores that can report Stats.

@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"sync"
+
+	"github.com/ferrule-build/ferrule/remote/store"
 )
 
 // A value stored plain (not compressed) is followed by the CRC-32C of each
@@ -53,6 +55,39 @@ func (c *crcWriter) Write(p []byte) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// plainWriter is a crcWriter over a lazyWriter that lends ReadExactly the
+// lazyWriter's file buffer (store.Lender): a plain value is read straight
+// into it, with no copy buffer.
+type plainWriter struct {
+	crcWriter
+	lw *lazyWriter
+}
+
+var _ store.Lender = (*plainWriter)(nil)
+
+func newPlainWriter(lw *lazyWriter) *plainWriter {
+	return &plainWriter{crcWriter: crcWriter{w: lw}, lw: lw}
+}
+
+// ReadBuffer implements store.Lender: the file buffer's free space, up to
+// the end of the current block.
+func (c *plainWriter) ReadBuffer() []byte {
+	b := c.lw.ReadBuffer()
+	return b[:min(len(b), chunkSize-c.fill)]
+}
+
+// Filled implements store.Lender.
+func (c *plainWriter) Filled(n int) error {
+	b := c.lw.ReadBuffer()[:n]
+	c.crc = crc32.Update(c.crc, crcTable, b)
+	c.fill += n
+	if c.fill == chunkSize {
+		c.table = binary.LittleEndian.AppendUint32(c.table, c.crc)
+		c.crc, c.fill = 0, 0
+	}
+	return c.lw.Filled(n)
 }
 
 // Close writes the CRC table. It does not close w.

@@ -10,6 +10,8 @@ import (
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/ferrule-build/ferrule/remote/store"
 )
 
 // With Options.Compress, a value is stored as independent zstd frames of
@@ -40,29 +42,57 @@ var (
 	zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(chunkSize))
 )
 
-// chunkWriter compresses what is written to it chunk by chunk into w.
+// chunkWriter compresses what is written to it chunk by chunk into w. It
+// is a store.Lender: ReadExactly reads a value straight into its chunk
+// buffer. That buffer grows with the bytes that arrived (from
+// minChunkBuf up to chunkSize, where it stays), so that a Put waiting for
+// data holds about what it was sent; the compressed frame's buffer is
+// pooled and held only while a frame is written.
 type chunkWriter struct {
 	w       io.Writer
 	buf     []byte // pending uncompressed bytes, < chunkSize
-	out     []byte
 	table   []byte // (length, crc32c) per frame written
 	written int64  // compressed bytes written to w
 }
 
-func newChunkWriter(w io.Writer) *chunkWriter {
-	return &chunkWriter{w: w, buf: make([]byte, 0, chunkSize)}
+var _ store.Lender = (*chunkWriter)(nil)
+
+// minChunkBuf is the chunk buffer's first size.
+const minChunkBuf = 16 << 10
+
+// frameBufs hold compressed frames while they are written.
+var frameBufs = sync.Pool{New: func() any { b := make([]byte, 0, chunkSize+chunkSize/64); return &b }}
+
+func newChunkWriter(w io.Writer) *chunkWriter { return &chunkWriter{w: w} }
+
+// ReadBuffer implements store.Lender: the free part of the chunk buffer,
+// grown if it is full.
+func (c *chunkWriter) ReadBuffer() []byte {
+	if len(c.buf) == cap(c.buf) {
+		grown := make([]byte, len(c.buf), min(max(2*cap(c.buf), minChunkBuf), chunkSize))
+		copy(grown, c.buf)
+		c.buf = grown
+	}
+	return c.buf[len(c.buf):cap(c.buf)]
+}
+
+// Filled implements store.Lender.
+func (c *chunkWriter) Filled(n int) error {
+	c.buf = c.buf[:len(c.buf)+n]
+	if len(c.buf) == chunkSize {
+		return c.flush()
+	}
+	return nil
 }
 
 func (c *chunkWriter) Write(p []byte) (int, error) {
 	n := 0
 	for len(p) > 0 {
-		m := min(len(p), chunkSize-len(c.buf))
-		c.buf = append(c.buf, p[:m]...)
+		b := c.ReadBuffer()
+		m := copy(b, p)
 		p, n = p[m:], n+m
-		if len(c.buf) == chunkSize {
-			if err := c.flush(); err != nil {
-				return n, err
-			}
+		if err := c.Filled(m); err != nil {
+			return n, err
 		}
 	}
 	return n, nil
@@ -72,14 +102,17 @@ func (c *chunkWriter) flush() error {
 	if len(c.buf) == 0 {
 		return nil
 	}
-	c.out = zenc.EncodeAll(c.buf, c.out[:0])
+	op := frameBufs.Get().(*[]byte)
+	defer frameBufs.Put(op)
+	out := zenc.EncodeAll(c.buf, (*op)[:0])
+	*op = out
 	c.buf = c.buf[:0]
-	if _, err := c.w.Write(c.out); err != nil {
+	if _, err := c.w.Write(out); err != nil {
 		return err
 	}
-	c.table = binary.LittleEndian.AppendUint32(c.table, uint32(len(c.out)))
-	c.table = binary.LittleEndian.AppendUint32(c.table, crc32.Checksum(c.out, crcTable))
-	c.written += int64(len(c.out))
+	c.table = binary.LittleEndian.AppendUint32(c.table, uint32(len(out)))
+	c.table = binary.LittleEndian.AppendUint32(c.table, crc32.Checksum(out, crcTable))
+	c.written += int64(len(out))
 	return nil
 }
 

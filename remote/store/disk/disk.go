@@ -739,14 +739,10 @@ func (s *Store) writeFile(ctx context.Context, final string, hdr header, r io.Re
 	}
 	// Buffered, so that the header and a small value reach the file in
 	// one write.
-	bw := fileBufs.Get().(*bufio.Writer)
-	bw.Reset(fw)
-	defer func() { bw.Reset(nil); fileBufs.Put(bw) }()
-	var w io.Writer = bw
 	hb := hdr.marshal()
-	if _, err := w.Write(hb); err != nil {
-		return fmt.Errorf("writing %s: %w", tmp.Name(), err)
-	}
+	bw := &lazyWriter{w: fw, pending: hb}
+	defer bw.release()
+	var w io.Writer = bw
 	var fileSize int64
 	var cw *chunkWriter
 	var crcw *crcWriter
@@ -754,13 +750,12 @@ func (s *Store) writeFile(ctx context.Context, final string, hdr header, r io.Re
 		cw = newChunkWriter(w)
 		w = cw
 	} else {
-		crcw = &crcWriter{w: w}
-		w = crcw
+		pw := newPlainWriter(bw)
+		crcw, w = &pw.crcWriter, pw
 	}
-	bp := copyBufs.Get().(*[]byte)
-	err = store.ReadExactly(w, r, hdr.valueSize, *bp)
-	copyBufs.Put(bp)
-	if err != nil {
+	// Read straight into the chunk buffer (compressed) or the file buffer
+	// (plain): no copy buffer.
+	if err := store.ReadExactly(w, r, hdr.valueSize, nil); err != nil {
 		return err
 	}
 	if cw != nil {
@@ -851,6 +846,64 @@ func (s *Store) createTemp(dir string) (*os.File, error) {
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
 
 var fileBufs = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
+
+// lazyWriter buffers writes to w in a writer from fileBufs, taken when the
+// first bytes after pending (a file's header) are written, so that a Put
+// waiting for data does not hold it.
+type lazyWriter struct {
+	w       io.Writer
+	pending []byte
+	bw      *bufio.Writer
+}
+
+func (l *lazyWriter) Write(p []byte) (int, error) {
+	if l.bw == nil {
+		l.bw = fileBufs.Get().(*bufio.Writer)
+		l.bw.Reset(l.w)
+		if _, err := l.bw.Write(l.pending); err != nil {
+			return 0, err
+		}
+	}
+	return l.bw.Write(p)
+}
+
+// ReadBuffer is the buffer's free space (see plainWriter), never empty.
+func (l *lazyWriter) ReadBuffer() []byte {
+	if l.bw == nil {
+		l.Write(nil) // an error stays in bw for Filled to report
+	}
+	b := l.bw.AvailableBuffer()
+	return b[:cap(b)]
+}
+
+// Filled counts n bytes written into ReadBuffer and writes the buffer out
+// when it is full.
+func (l *lazyWriter) Filled(n int) error {
+	if _, err := l.bw.Write(l.ReadBuffer()[:n]); err != nil {
+		return err
+	}
+	if l.bw.Available() == 0 {
+		return l.bw.Flush()
+	}
+	return nil
+}
+
+// Flush writes what is buffered (at least the pending bytes) to w.
+func (l *lazyWriter) Flush() error {
+	if _, err := l.Write(nil); err != nil {
+		return err
+	}
+	return l.bw.Flush()
+}
+
+// release gives the buffer back; the writer cannot be used afterwards.
+func (l *lazyWriter) release() {
+	if l.bw != nil {
+		l.bw.Reset(nil)
+		fileBufs.Put(l.bw)
+		l.bw = nil
+	}
+}
 
 // rename is os.Rename without the Lstat of the destination that os.Rename
 // does first (to refuse replacing a directory; a blob's path never is one).

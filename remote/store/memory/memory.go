@@ -22,7 +22,8 @@ type Store struct {
 	entries   map[store.Key]*list.Element // values are *entry
 	sizes     map[store.Key]int64         // CAS keys without their size -> size
 	lru       list.List                   // front is most recently used
-	bytes     int64
+	bytes     int64                       // of the stored values
+	receiving int64                       // buffered by Puts in progress
 	evictions int64
 	evicted   int64
 }
@@ -39,8 +40,10 @@ var (
 )
 
 // New returns an empty store holding at most maxBytes bytes of values
-// (0 means no bound). When a Put would exceed the bound, the least recently
-// used entries are evicted.
+// (0 means no bound), counting what Puts in progress have buffered. When a
+// value or a Put's buffer would exceed the bound, the least recently used
+// entries are evicted; a Put whose buffer cannot fit beside the others in
+// progress fails with store.ErrFull.
 func New(maxBytes int64) *Store {
 	if maxBytes < 0 {
 		maxBytes = 0
@@ -93,16 +96,23 @@ func (s *Store) Put(ctx context.Context, key store.Key, size int64, r io.Reader)
 	// Read the whole value before taking the lock: readers see the entry
 	// only once it is complete.
 	buf := sizedBuffer{size: size}
-	if err := store.ReadExactly(&buf, r, size, nil); err != nil {
-		return fmt.Errorf("put %s: %w", key, err)
+	if s.max > 0 {
+		buf.reserve = s.reserve
 	}
-	if err := ctx.Err(); err != nil {
+	err = store.ReadExactly(&buf, r, size, nil)
+	if err == nil {
+		err = ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if buf.reserve != nil {
+		s.receiving -= int64(cap(buf.data))
+	}
+	if err != nil {
 		return fmt.Errorf("put %s: %w", key, err)
 	}
 	data := buf.data
 
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if el, ok := s.entries[key]; ok {
 		s.lru.MoveToFront(el)
 		e := el.Value.(*entry)
@@ -119,7 +129,14 @@ func (s *Store) Put(ctx context.Context, key store.Key, size int64, r io.Reader)
 			s.sizes[sizeless(key)] = key.Size
 		}
 	}
-	for s.max > 0 && s.bytes > s.max {
+	s.evictLocked()
+	return nil
+}
+
+// evictLocked drops least recently used entries until the stored values
+// and the buffers of Puts in progress fit the bound, or nothing is left.
+func (s *Store) evictLocked() {
+	for s.max > 0 && s.bytes+s.receiving > s.max && s.lru.Len() > 0 {
 		el := s.lru.Back()
 		e := el.Value.(*entry)
 		s.lru.Remove(el)
@@ -131,6 +148,20 @@ func (s *Store) Put(ctx context.Context, key store.Key, size int64, r io.Reader)
 		s.evictions++
 		s.evicted += int64(len(e.data))
 	}
+}
+
+// reserve counts n more bytes buffered by a Put in progress, evicting
+// stored entries to make room; it fails if the Puts in progress would hold
+// more than the bound.
+func (s *Store) reserve(n int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.receiving+n > s.max {
+		return fmt.Errorf("%w: uploads in progress hold %d bytes, %d more would exceed the memory store's bound of %d bytes (--max_size); retry later",
+			store.ErrFull, s.receiving, n, s.max)
+	}
+	s.receiving += n
+	s.evictLocked()
 	return nil
 }
 
@@ -181,6 +212,14 @@ func (s *Store) FindMissing(ctx context.Context, keys []store.Key) ([]store.Key,
 	return missing, nil
 }
 
+// Receiving returns the bytes that Puts in progress have buffered, which
+// count against the bound.
+func (s *Store) Receiving() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.receiving
+}
+
 // Stats implements store.StatsReporter.
 func (s *Store) Stats() store.Stats {
 	s.mu.Lock()
@@ -198,8 +237,9 @@ func (s *Store) Stats() store.Stats {
 // that arrived, not the declaration (a stalled upload that declared 64 MiB
 // holds what it sent), and capacity never exceeds the declared size.
 type sizedBuffer struct {
-	data []byte
-	size int64
+	data    []byte
+	size    int64
+	reserve func(n int64) error // if set, called before capacity grows by n
 }
 
 // initialBytes is what a value is given before it has to grow.
@@ -212,6 +252,11 @@ func (b *sizedBuffer) Write(p []byte) (int, error) {
 	}
 	if need > int64(cap(b.data)) {
 		n := min(max(2*int64(cap(b.data)), need, initialBytes), b.size)
+		if b.reserve != nil {
+			if err := b.reserve(n - int64(cap(b.data))); err != nil {
+				return 0, err
+			}
+		}
 		grown := make([]byte, len(b.data), n)
 		copy(grown, b.data)
 		b.data = grown

@@ -3,6 +3,7 @@ package memory
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"io"
 	"runtime"
@@ -12,7 +13,9 @@ import (
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"github.com/ferrule-build/ferrule/remote/digest"
+	"google.golang.org/grpc/codes"
 
+	"github.com/ferrule-build/ferrule/remote/rpcstatus"
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/storetest"
 )
@@ -103,5 +106,83 @@ func TestSize(t *testing.T) {
 	}
 	if _, err := s.Size(ctx, ka); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Size of an evicted blob: %v", err)
+	}
+}
+
+// blockingReader yields left bytes, then closes waiting (the bytes have
+// been stored: Put asks for more) and blocks until release is closed and
+// fails: an upload in progress.
+type blockingReader struct {
+	left    int
+	waiting chan struct{}
+	release chan struct{}
+}
+
+func (r *blockingReader) Read(p []byte) (int, error) {
+	if r.left == 0 {
+		close(r.waiting)
+		<-r.release
+		return 0, errors.New("client went away")
+	}
+	n := min(len(p), r.left)
+	r.left -= n
+	return n, nil
+}
+
+// Uploads in progress count against the bound: they evict stored entries
+// to make room, and one that cannot fit beside the others is refused with
+// an error naming the bound (RESOURCE_EXHAUSTED over gRPC).
+func TestInProgressUploadsCountAgainstTheBound(t *testing.T) {
+	const max = 1 << 20
+	s := New(max)
+	ctx := context.Background()
+	key := func(i int, size int64) store.Key {
+		h := make([]byte, 32)
+		h[0], h[1] = byte(i), byte(i>>8)
+		return store.Key{Kind: store.CAS, Function: repb.DigestFunction_SHA256, Hash: hex.EncodeToString(h), Size: size}
+	}
+	// Stored entries fill most of the bound.
+	for i := range 9 {
+		if err := s.Put(ctx, key(i, 100<<10), 100<<10, bytes.NewReader(make([]byte, 100<<10))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release := make(chan struct{})
+	errs := make(chan error, 3)
+	var arrived [3]chan struct{}
+	for i := range 3 {
+		arrived[i] = make(chan struct{})
+	}
+	// Three uploads of 500 KiB stall after 400 KiB: each holds 512 KiB.
+	for i := range 3 {
+		r := &blockingReader{left: 400 << 10, waiting: arrived[i], release: release}
+		go func() { errs <- s.Put(ctx, key(100+i, 500<<10), 500<<10, r) }()
+		select {
+		case <-arrived[i]:
+		case err := <-errs:
+			if i < 2 {
+				t.Fatalf("upload %d refused: %v", i, err)
+			}
+			if rpcstatus.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "1048576") {
+				t.Fatalf("upload %d: %v, want RESOURCE_EXHAUSTED naming the bound", i, err)
+			}
+			continue
+		}
+		if i == 2 {
+			t.Fatal("a third upload in progress was admitted past the bound")
+		}
+	}
+	if st := s.Stats(); st.Bytes+2*(512<<10) > max {
+		t.Errorf("stored %d bytes beside 1 MiB of uploads in progress; bound %d", st.Bytes, max)
+	}
+	close(release)
+	for range 2 {
+		if err := <-errs; err == nil {
+			t.Error("a failed upload succeeded")
+		}
+	}
+	// Their room is free again.
+	if err := s.Put(ctx, key(200, 900<<10), 900<<10, bytes.NewReader(make([]byte, 900<<10))); err != nil {
+		t.Errorf("Put after the uploads ended: %v", err)
 	}
 }

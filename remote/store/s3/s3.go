@@ -67,6 +67,9 @@ type Options struct {
 	RefreshAfter     time.Duration // 0 means a day
 	// MaxRetries bounds the client's retries of one request; 0 means 2.
 	MaxRetries int
+	// FindParallel is how many HEAD requests FindMissing has in flight at
+	// once; 0 means DefaultFindParallel.
+	FindParallel int
 	// StageInMemory is the largest value staged in memory before upload;
 	// larger ones go to a temporary file in TempDir. 0 means 1 MiB.
 	StageInMemory int64
@@ -122,6 +125,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	}
 	if opts.RefreshAfter <= 0 {
 		opts.RefreshAfter = 24 * time.Hour
+	}
+	if opts.FindParallel <= 0 {
+		opts.FindParallel = DefaultFindParallel
 	}
 	if opts.MaxRetries <= 0 {
 		opts.MaxRetries = 2
@@ -467,8 +473,8 @@ func (s *Store) stage(r io.Reader, size int64) (io.ReadSeeker, func(), error) {
 	return f, func() { f.Close() }, nil
 }
 
-// findParallel is how many objects FindMissing asks about at once.
-const findParallel = 32
+// DefaultFindParallel is how many objects FindMissing asks about at once.
+const DefaultFindParallel = 32
 
 // FindMissing implements store.Store: one HEAD request per key, a few at
 // a time.
@@ -486,7 +492,7 @@ func (s *Store) FindMissing(ctx context.Context, keys []store.Key) ([]store.Key,
 	}
 	missing := make([]bool, len(checked))
 	errs := make([]error, len(checked))
-	sem := make(chan struct{}, findParallel)
+	sem := make(chan struct{}, s.opts.FindParallel)
 	var wg sync.WaitGroup
 	for i, k := range checked {
 		if store.IsEmpty(k) {
