@@ -80,8 +80,18 @@ if [ -z "$summary" ]; then gp=0; gf=1; gs=0; fi
 if [ "$go_rc" != 0 ] && [ "$gf" = 0 ]; then gf=1; fi
 passed=$((passed + gp)); failed=$((failed + gf))
 
+# Every Go fuzz target for a bounded time (FUZZTIME each): a target that
+# runs clean counts as passed, a crash as failed.
+echo "==> fuzz targets (tools/fuzz.sh, ${FUZZTIME:=6s} each)"
+FUZZTIME="$FUZZTIME" "$repo/tools/fuzz.sh" 2>&1 | tee "$log/fuzz.log"
+fuzz_rc="${PIPESTATUS[0]}"
+fp=$(sed -nE 's/^fuzz: ([0-9]+) targets, .*/\1/p' "$log/fuzz.log" | tail -1)
+ff=0
+if [ "$fuzz_rc" != 0 ] || [ -z "$fp" ]; then fp=0; ff=1; fi
+passed=$((passed + fp)); failed=$((failed + ff))
+
 echo
 echo "wall time: $(( $(date +%s) - ${FERRULE_RUN_START:-$start} ))s"
-echo "bazel test targets: $bp passed, $bf failed; go test functions: $gp passed, $gf failed, $gs skipped"
+echo "bazel test targets: $bp passed, $bf failed; go test functions: $gp passed, $gf failed, $gs skipped; fuzz targets: $fp passed, $ff failed"
 echo "$passed passed, $failed failed, $gs skipped"
 [ "$failed" = 0 ]
