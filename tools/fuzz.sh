@@ -6,7 +6,7 @@
 # fails the script, naming the target and the corpus file go wrote under
 # the package's testdata/fuzz/ (commit it as a seed with the fix).
 # FUZZTIME (default 6s) is the time per target; the targets are found by
-# grepping the test files, so a new FuzzXxx is run without editing this.
+# grepping the test files of the module's packages, so a new FuzzXxx is run without editing this.
 # An argument, a regular expression, runs only the targets it matches.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +18,13 @@ while IFS=: read -r file _ line; do
 	name=${name%%(*}
 	[[ -n "${1:-}" && ! "$name" =~ $1 ]] && continue
 	targets+=("$(dirname "$file"):$name")
-done < <(grep -rn --include='*_test.go' -E '^func Fuzz[A-Za-z0-9_]+\(f \*testing\.F\)' . | sort)
+done < <(
+	# The module's own packages (go list skips .ferrule/, where the e2e
+	# tests copy the checkout, and testdata/).
+	for d in $(go list -f '{{.Dir}}' ./...); do
+		grep -n -E '^func Fuzz[A-Za-z0-9_]+\(f \*testing\.F\)' "$d"/*_test.go 2>/dev/null | sed "s|^$PWD/|./|"
+	done | sort
+)
 
 if [ ${#targets[@]} -eq 0 ]; then
 	echo "fuzz: no targets found" >&2
