@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/ferrule-build/ferrule/remote/digest"
 	"github.com/ferrule-build/ferrule/remote/server"
+	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/s3/s3test"
 )
 
@@ -172,13 +172,7 @@ func TestServeS3Status(t *testing.T) {
 		t.Errorf("/status with S3 down: %+v, want degraded with the cause", st.SharedTier)
 	}
 	s3srv.Restart(t)
-	deadline := time.Now().Add(20 * time.Second)
-	for !getStatus(t, srv).SharedTier.Healthy {
-		if time.Now().After(deadline) {
-			t.Fatalf("/status still degraded after S3 came back: %+v", getStatus(t, srv).SharedTier)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	s3test.WaitHealthy(t, func() store.Health { return *getStatus(t, srv).SharedTier })
 	if err := upload([]byte("after S3 is back")); err != nil {
 		t.Errorf("write after recovery: %v", err)
 	}

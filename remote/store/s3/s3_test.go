@@ -141,13 +141,7 @@ func TestUnavailableAndRecovery(t *testing.T) {
 	}
 
 	srv.Restart(t)
-	deadline := time.Now().Add(20 * time.Second)
-	for !st.Health().Healthy {
-		if time.Now().After(deadline) {
-			t.Fatalf("store still unhealthy after S3 came back: %+v", st.Health())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	s3test.WaitHealthy(t, st.Health)
 	if got := storetest.MustGet(t, st, k); !bytes.Equal(got, data) {
 		t.Error("the blob written before the outage reads back different")
 	}

@@ -220,13 +220,7 @@ func TestOutage(t *testing.T) {
 	}
 
 	srv.Restart(t)
-	deadline := time.Now().Add(20 * time.Second)
-	for !b.Health().Healthy {
-		if time.Now().After(deadline) {
-			t.Fatalf("still unhealthy after S3 came back: %+v", b.Health())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	s3test.WaitHealthy(t, b.Health)
 	if got := storetest.MustGet(t, b, ok); !bytes.Equal(got, out) {
 		t.Error("B's read after recovery differs")
 	}

@@ -17,6 +17,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/ferrule-build/ferrule/remote/store"
 )
 
 // Access and Secret are the server's root credentials.
@@ -145,3 +147,16 @@ func (s *Server) MakeBucket(t testing.TB, name string) {
 
 // Log returns what the server printed.
 func (s *Server) Log() string { return fmt.Sprint(s.log) }
+
+// WaitHealthy waits (20 s at most) until health reports healthy, as a
+// store's probe does once the server is back after an outage.
+func WaitHealthy(t testing.TB, health func() store.Health) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !health().Healthy {
+		if time.Now().After(deadline) {
+			t.Fatalf("still unhealthy 20 s after S3 came back: %+v", health())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
