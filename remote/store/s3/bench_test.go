@@ -7,7 +7,6 @@ import (
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/ferrule-build/ferrule/remote/store"
 	"github.com/ferrule-build/ferrule/remote/store/s3"
@@ -55,8 +54,9 @@ func openParallel(b *testing.B, srv *s3test.Server, parallel int) *s3.Store {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := s3.Open(ctx, s3.Options{Endpoint: srv.Addr, Bucket: "bench", Prefix: "p", DisableSSL: true,
-		BucketLookup: "path", Creds: credentials.NewStaticV4(s3test.Access, s3test.Secret, ""), FindParallel: parallel})
+	o := srv.Options("bench", "p")
+	o.FindParallel = parallel
+	st, err := s3.Open(ctx, o)
 	if err != nil {
 		b.Fatal(err)
 	}

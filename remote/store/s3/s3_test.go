@@ -23,8 +23,7 @@ func open(t testing.TB, srv *s3test.Server, bucket, prefix string) *s3.Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := s3.Open(ctx, s3.Options{Endpoint: srv.Addr, Bucket: bucket, Prefix: prefix, DisableSSL: true,
-		BucketLookup: "path", Creds: credentials.NewStaticV4(s3test.Access, s3test.Secret, "")})
+	st, err := s3.Open(ctx, srv.Options(bucket, prefix))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,8 +156,9 @@ func TestUpdateTimestamps(t *testing.T) {
 	srv.MakeBucket(t, "touch")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	st, err := s3.Open(ctx, s3.Options{Endpoint: srv.Addr, Bucket: "touch", DisableSSL: true,
-		Creds: credentials.NewStaticV4(s3test.Access, s3test.Secret, ""), UpdateTimestamps: true, RefreshAfter: time.Nanosecond})
+	o := srv.Options("touch", "")
+	o.UpdateTimestamps, o.RefreshAfter = true, time.Nanosecond
+	st, err := s3.Open(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,8 +210,9 @@ func TestStagedInFile(t *testing.T) {
 	srv.MakeBucket(t, "staged")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := s3.Open(ctx, s3.Options{Endpoint: srv.Addr, Bucket: "staged", DisableSSL: true,
-		Creds: credentials.NewStaticV4(s3test.Access, s3test.Secret, ""), StageInMemory: 1000, TempDir: t.TempDir()})
+	o := srv.Options("staged", "")
+	o.StageInMemory, o.TempDir = 1000, t.TempDir()
+	st, err := s3.Open(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}

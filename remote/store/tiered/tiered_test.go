@@ -13,7 +13,6 @@ import (
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
@@ -32,8 +31,7 @@ func shared(t testing.TB, srv *s3test.Server, bucket, prefix string) *s3.Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := s3.Open(ctx, s3.Options{Endpoint: srv.Addr, Bucket: bucket, Prefix: prefix, DisableSSL: true,
-		Creds: credentials.NewStaticV4(s3test.Access, s3test.Secret, "")})
+	st, err := s3.Open(ctx, srv.Options(bucket, prefix))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/ferrule-build/ferrule/remote/store"
+	"github.com/ferrule-build/ferrule/remote/store/s3"
 )
 
 // Access and Secret are the server's root credentials.
@@ -53,6 +54,13 @@ type Server struct {
 	bin  string
 	cmd  *exec.Cmd
 	log  *bytes.Buffer
+}
+
+// Options are the s3.Options that reach bucket on this server under
+// prefix, with the test credentials and path-style addressing.
+func (s *Server) Options(bucket, prefix string) s3.Options {
+	return s3.Options{Endpoint: s.Addr, Bucket: bucket, Prefix: prefix, DisableSSL: true,
+		BucketLookup: "path", Creds: credentials.NewStaticV4(Access, Secret, "")}
 }
 
 // Start starts versitygw on a free loopback port with an empty directory
